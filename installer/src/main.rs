@@ -1,0 +1,3 @@
+//! basalt-installer: generate the signed cluster configuration, build images, serve bootstrap.
+
+fn main() {}

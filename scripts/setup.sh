@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Basalt's builds and tests need, idempotently. Safe to run again.
+# Everything comes from Debian packages (never a downloaded binary).
+set -euo pipefail
+
+# Debian packages the workspace needs:
+#   protobuf-compiler  etcd-client's build script (prost/tonic codegen)
+#   etcd-server        real etcd for the store and cluster tests
+#   systemd            systemd-analyze verify for units/ tests
+#   iproute2           network namespaces in cluster tests
+PKGS=(protobuf-compiler etcd-server systemd iproute2 ca-certificates)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # --no-install-recommends keeps the set small; policy-rc.d stops Debian's
+  # etcd unit from being started by the package: tests start their own etcd.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian enables etcd.service on install; tests run their own processes on
+# their own ports, so a packaged etcd on 2379 only gets in the way.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+pkill -x etcd >/dev/null 2>&1 || true
+
+command -v cargo >/dev/null || { echo "setup: cargo is required (rustup toolchain)"; exit 1; }
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi
+echo "setup: ok"

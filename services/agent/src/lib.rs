@@ -1,0 +1,1 @@
+//! Mesos-compatible agent: resource detection, containerizer, executors, recovery.

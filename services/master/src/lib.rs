@@ -1,0 +1,1 @@
+//! Mesos-compatible master: agent registry, DRF allocator, v1 scheduler and operator APIs.

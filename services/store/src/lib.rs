@@ -1,0 +1,1 @@
+//! Typed etcd store: key layout, versioned values, transactions, watches, leases, leader election.
