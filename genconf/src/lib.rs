@@ -1,3 +1,4 @@
+// NOTE FOR HELPERS: read /tmp/common.md before editing (no git commit; cargo fmt -p basalt-genconf only). Lead removes this line.
 //! Cluster configuration for Basalt: the operator's `config.toml`, its
 //! validation, the cluster secrets, the per-role signed bundles rendered from
 //! them, and the verifier that nodes run before they trust a bundle.
@@ -6,6 +7,8 @@
 
 pub mod bundle;
 pub mod config;
+pub mod generate;
+pub mod password;
 pub mod render;
 pub mod secrets;
 pub mod validate;
