@@ -449,9 +449,20 @@ fn scan_archive(bytes: &[u8]) -> Result<BTreeMap<String, RawEntry>, VerifyError>
         reason: e.to_string(),
     })?;
     for entry in iter.raw(true) {
-        let mut entry = entry.map_err(|e| VerifyError::BadTarHeader {
-            offset: next_header,
-            reason: e.to_string(),
+        let mut entry = entry.map_err(|e| {
+            if (bytes.len() as u64).saturating_sub(next_header) <= 2 * BLOCK {
+                // No room for another entry plus the end marker: this block can
+                // only be the end-of-archive marker, damaged.
+                VerifyError::BadTrailer {
+                    offset: next_header,
+                    reason: "end-of-archive marker is not all zeros".to_owned(),
+                }
+            } else {
+                VerifyError::BadTarHeader {
+                    offset: next_header,
+                    reason: e.to_string(),
+                }
+            }
         })?;
         let offset = entry.raw_header_position();
         let header = entry.header().clone();

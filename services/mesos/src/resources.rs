@@ -205,12 +205,12 @@ impl Resources {
     }
 
     /// Adds one resource (merging, or ignoring it if empty or negative).
-    pub fn add(&mut self, resource: Resource) {
+    pub fn add_resource(&mut self, resource: Resource) {
         self.add_entry(resource, 1);
     }
 
     /// Subtracts one resource, Mesos-style (see the module docs).
-    pub fn subtract(&mut self, resource: &Resource) {
+    pub fn subtract_resource(&mut self, resource: &Resource) {
         self.subtract_entry(resource, 1);
     }
 
@@ -566,7 +566,7 @@ impl Resources {
         let mut out = Resources::new();
         for r in list {
             r.validate()?;
-            out.add(r);
+            out.add_resource(r);
         }
         Ok(out)
     }
@@ -647,7 +647,7 @@ impl PartialEq for Resources {
 impl From<Resource> for Resources {
     fn from(r: Resource) -> Self {
         let mut out = Resources::new();
-        out.add(r);
+        out.add_resource(r);
         out
     }
 }
@@ -662,7 +662,7 @@ impl FromIterator<Resource> for Resources {
     fn from_iter<T: IntoIterator<Item = Resource>>(iter: T) -> Self {
         let mut out = Resources::new();
         for r in iter {
-            out.add(r);
+            out.add_resource(r);
         }
         out
     }
@@ -671,7 +671,7 @@ impl FromIterator<Resource> for Resources {
 impl Extend<Resource> for Resources {
     fn extend<T: IntoIterator<Item = Resource>>(&mut self, iter: T) {
         for r in iter {
-            self.add(r);
+            self.add_resource(r);
         }
     }
 }
@@ -692,7 +692,7 @@ impl AddAssign<Resources> for Resources {
 
 impl AddAssign<Resource> for Resources {
     fn add_assign(&mut self, rhs: Resource) {
-        self.add(rhs);
+        self.add_resource(rhs);
     }
 }
 
@@ -710,7 +710,7 @@ impl SubAssign<Resources> for Resources {
 
 impl SubAssign<&Resource> for Resources {
     fn sub_assign(&mut self, rhs: &Resource) {
-        self.subtract(rhs);
+        self.subtract_resource(rhs);
     }
 }
 

@@ -423,10 +423,12 @@ impl LeadershipWatcher {
     /// Resolves when leadership ends (at once if it has). If the [`Leadership`] is dropped
     /// the lease is no longer kept alive, so this resolves with an `Unreachable` lease.
     pub async fn lost(&mut self) -> LeadershipLost {
-        match self.rx.wait_for(Option::is_some).await {
-            Ok(v) => v.unwrap_or(LeadershipLost::Lease(LossReason::Unreachable)),
-            Err(_) => (*self.rx.borrow()).unwrap_or(LeadershipLost::Lease(LossReason::Unreachable)),
-        }
+        let seen = match self.rx.wait_for(Option::is_some).await {
+            Ok(v) => *v,
+            Err(_) => None,
+        };
+        seen.or(*self.rx.borrow())
+            .unwrap_or(LeadershipLost::Lease(LossReason::Unreachable))
     }
 }
 

@@ -83,10 +83,12 @@ impl LeaseWatcher {
     /// Resolves when the lease is lost (at once if it already is). If the [`Lease`] handle
     /// is dropped, resolves with [`LossReason::Unreachable`]: nobody keeps it alive.
     pub async fn lost(&mut self) -> LossReason {
-        match self.state.wait_for(Option::is_some).await {
-            Ok(v) => v.unwrap_or(LossReason::Unreachable),
-            Err(_) => (*self.state.borrow()).unwrap_or(LossReason::Unreachable),
-        }
+        let seen = match self.state.wait_for(Option::is_some).await {
+            Ok(v) => *v,
+            Err(_) => None,
+        };
+        seen.or(*self.state.borrow())
+            .unwrap_or(LossReason::Unreachable)
     }
 
     /// The lease id.

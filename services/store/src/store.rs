@@ -158,10 +158,6 @@ impl Store {
         &self.inner.client
     }
 
-    pub(crate) fn request_timeout(&self) -> Duration {
-        self.inner.request_timeout
-    }
-
     /// Turns a full etcd key read back from etcd into a relative [`Key`].
     pub(crate) fn relative_key(&self, full: &[u8]) -> Result<Key, StoreError> {
         let text = std::str::from_utf8(full).map_err(|_| StoreError::InvalidKey {

@@ -393,22 +393,22 @@ impl EtcdCluster {
         );
         let (ca, tls) = if opts.tls {
             let ca = TestCa::new("basalt test etcd CA")?;
-            let server = ca.write_files(dir.path(), "server")?;
+            // `spawn` finds the server files by name: server.crt, server.key, server-ca.crt.
+            ca.write_files(dir.path(), "server")?;
             let client = ca.write_files(dir.path(), "client")?;
-            // The server files are found by name in `spawn`.
-            drop(server);
             (Some(ca), Some(client))
         } else {
             (None, None)
         };
-        // A placeholder store is replaced below once etcd is up; build the real value
-        // through a temporary struct so Drop kills processes on every error path.
+        // Members live in a guard until the cluster is complete, so that every error
+        // path below kills the processes started so far.
+        let dir_path = dir.path().to_path_buf();
         let mut cluster = PartialCluster {
             members,
             dir: Some(dir),
         };
-        for i in 0..n {
-            spawn(binary, &mut cluster.members[i], cluster.dir_path(), &initial_cluster, &token, opts.tls)?;
+        for m in &mut cluster.members {
+            spawn(binary, m, &dir_path, &initial_cluster, &token, opts.tls)?;
         }
         let endpoints: Vec<String> = cluster
             .members
@@ -560,12 +560,6 @@ impl EtcdCluster {
 struct PartialCluster {
     members: Vec<Member>,
     dir: Option<tempfile::TempDir>,
-}
-
-impl PartialCluster {
-    fn dir_path(&self) -> &Path {
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
-    }
 }
 
 impl Drop for PartialCluster {

@@ -24,13 +24,19 @@ fn is_text_char(c: char) -> bool {
 
 /// Replaces every character outside `[a-zA-Z0-9_/.-]` with `_`.
 pub fn sanitize_text(s: &str) -> String {
-    s.trim().chars().map(|c| if is_text_char(c) { c } else { '_' }).collect()
+    s.trim()
+        .chars()
+        .map(|c| if is_text_char(c) { c } else { '_' })
+        .collect()
 }
 
 /// Attribute name for the disk type of a MOUNT disk at `mount_point`.
 pub fn mount_disk_type_name(mount_point: &std::path::Path) -> String {
     let s = mount_point.to_string_lossy();
-    format!("disk_type_{}", sanitize_text(s.trim_start_matches('/')).replace('/', "_"))
+    format!(
+        "disk_type_{}",
+        sanitize_text(s.trim_start_matches('/')).replace('/', "_")
+    )
 }
 
 /// Checks an operator attribute; the error says what is wrong (the caller names the field).
@@ -86,11 +92,19 @@ mod tests {
         assert!(validate("weight", "2.5").is_ok());
         assert!(validate("slots", "[1-10,20-30]").is_ok());
         assert!(validate("os", "debian/12").is_ok());
-        assert!(validate("", "x").unwrap_err().contains("empty attribute name"));
+        assert!(
+            validate("", "x")
+                .unwrap_err()
+                .contains("empty attribute name")
+        );
         assert!(validate("ra ck", "x").unwrap_err().contains("' '"));
         assert!(validate("rack", "").unwrap_err().contains("empty value"));
         assert!(validate("rack", "a;b").unwrap_err().contains("';'"));
         assert!(validate("rack", "a:b").unwrap_err().contains("':'"));
-        assert!(validate("slots", "[5-1]").unwrap_err().contains("range value"));
+        assert!(
+            validate("slots", "[5-1]")
+                .unwrap_err()
+                .contains("range value")
+        );
     }
 }

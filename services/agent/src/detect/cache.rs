@@ -76,16 +76,23 @@ impl ResourceCache {
                 });
             }
         };
-        let file: CacheFile = serde_json::from_str(&text).map_err(|e| DetectError::Cache {
+        let bad = |reason: String| DetectError::Cache {
             path: self.path.clone(),
-            reason: format!("not a resource cache ({e}); drain the agent and reset it to detect afresh"),
-        })?;
-        if file.format != CACHE_FORMAT {
-            return Err(DetectError::Cache {
-                path: self.path.clone(),
-                reason: format!("format {} is not the supported {CACHE_FORMAT}", file.format),
-            });
+            reason: format!("{reason}; drain the agent and reset it to detect afresh"),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON ({e})")))?;
+        match value.get("format").and_then(serde_json::Value::as_u64) {
+            Some(f) if f == u64::from(CACHE_FORMAT) => {}
+            Some(f) => {
+                return Err(bad(format!(
+                    "format {f} is not the supported {CACHE_FORMAT}"
+                )));
+            }
+            None => return Err(bad("no `format` number; not a resource cache".into())),
         }
+        let file: CacheFile = serde_json::from_value(value)
+            .map_err(|e| bad(format!("not a resource cache ({e})")))?;
         Ok(Some(file.resources))
     }
 
@@ -157,7 +164,11 @@ pub struct DetectionDrift {
 
 impl std::fmt::Display for DetectionDrift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} change(s) since the cached detection: ", self.changes.len())?;
+        write!(
+            f,
+            "{} change(s) since the cached detection: ",
+            self.changes.len()
+        )?;
         for (i, c) in self.changes.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

@@ -96,15 +96,15 @@ pub fn read_limits(root: &SystemRoot, mounts: &[Mount]) -> Result<CgroupLimits, 
 
     // cpuset.
     let mut cpusets = Vec::new();
-    if let Some(cg) = &v2 {
-        if let Some(n) = nearest_cpuset(root, cg, &["cpuset.cpus.effective"])? {
-            cpusets.push(n);
-        }
+    if let Some(cg) = &v2
+        && let Some(n) = nearest_cpuset(root, cg, &["cpuset.cpus.effective"])?
+    {
+        cpusets.push(n);
     }
-    if let Some(cg) = v1("cpuset") {
-        if let Some(n) = nearest_cpuset(root, &cg, &["cpuset.effective_cpus", "cpuset.cpus"])? {
-            cpusets.push(n);
-        }
+    if let Some(cg) = v1("cpuset")
+        && let Some(n) = nearest_cpuset(root, &cg, &["cpuset.effective_cpus", "cpuset.cpus"])?
+    {
+        cpusets.push(n);
     }
     limits.cpuset_cpus = cpusets.into_iter().min();
 
@@ -138,10 +138,18 @@ fn parse_membership(text: &str, path: &Path) -> Result<Vec<Membership>, DetectEr
         }
         let mut parts = line.splitn(3, ':');
         let (Some(_id), Some(ctrl), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(DetectError::parse(path, i + 1, format!("expected `id:controllers:path`, got {line:?}")));
+            return Err(DetectError::parse(
+                path,
+                i + 1,
+                format!("expected `id:controllers:path`, got {line:?}"),
+            ));
         };
         if !p.starts_with('/') {
-            return Err(DetectError::parse(path, i + 1, format!("cgroup path {p:?} is not absolute")));
+            return Err(DetectError::parse(
+                path,
+                i + 1,
+                format!("cgroup path {p:?} is not absolute"),
+            ));
         }
         out.push(Membership {
             controllers: if ctrl.is_empty() {
@@ -188,7 +196,7 @@ fn locate_v1(members: &[Membership], mounts: &[Mount], controller: &str) -> Opti
     Some(place(mount, &m.path))
 }
 
-fn first_line<'a>(text: &'a str) -> &'a str {
+fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("").trim()
 }
 
@@ -201,7 +209,9 @@ fn read_cpu_max(root: &SystemRoot, file: &Path) -> Result<Option<f64>, DetectErr
     let line = first_line(&text);
     let mut it = line.split_whitespace();
     let (Some(q), Some(p), None) = (it.next(), it.next(), it.next()) else {
-        return Err(err(format!("expected `QUOTA PERIOD` or `max PERIOD`, got {line:?}")));
+        return Err(err(format!(
+            "expected `QUOTA PERIOD` or `max PERIOD`, got {line:?}"
+        )));
     };
     let period: u64 = p
         .parse()
@@ -239,7 +249,11 @@ fn read_cfs(root: &SystemRoot, dir: &Path) -> Result<Option<f64>, DetectError> {
     Ok(Some(quota as f64 / period as f64))
 }
 
-fn nearest_cpuset(root: &SystemRoot, cg: &CgroupDir, names: &[&str]) -> Result<Option<u32>, DetectError> {
+fn nearest_cpuset(
+    root: &SystemRoot,
+    cg: &CgroupDir,
+    names: &[&str],
+) -> Result<Option<u32>, DetectError> {
     for dir in cg.ancestors() {
         for name in names {
             let file = dir.join(name);
@@ -264,9 +278,13 @@ fn read_bytes_limit(root: &SystemRoot, file: &Path) -> Result<Option<u64>, Detec
     if v == "max" {
         return Ok(None);
     }
-    v.parse()
-        .map(Some)
-        .map_err(|_| DetectError::parse(root.path(file), 1, format!("expected bytes or `max`, got {v:?}")))
+    v.parse().map(Some).map_err(|_| {
+        DetectError::parse(
+            root.path(file),
+            1,
+            format!("expected bytes or `max`, got {v:?}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -279,7 +297,10 @@ mod tests {
         assert_eq!(m[0].controllers, vec!["cpu", "cpuacct"]);
         assert!(m[1].controllers.is_empty());
         let err = parse_membership("0::/\ngarbage\n", Path::new("/fx/cgroup")).unwrap_err();
-        assert!(err.to_string().starts_with("parsing /fx/cgroup line 2"), "{err}");
+        assert!(
+            err.to_string().starts_with("parsing /fx/cgroup line 2"),
+            "{err}"
+        );
         assert!(parse_membership("1:cpu:relative\n", Path::new("c")).is_err());
     }
 
@@ -300,7 +321,10 @@ mod tests {
         let anc: Vec<_> = cg.ancestors().collect();
         assert_eq!(
             anc,
-            vec![Path::new("/sys/fs/cgroup/cpu,cpuacct/child"), Path::new("/sys/fs/cgroup/cpu,cpuacct")]
+            vec![
+                Path::new("/sys/fs/cgroup/cpu,cpuacct/child"),
+                Path::new("/sys/fs/cgroup/cpu,cpuacct")
+            ]
         );
     }
 
@@ -311,12 +335,19 @@ mod tests {
         std::fs::write(dir.path().join("memory.max"), "12k\n").unwrap();
         let root = SystemRoot::new(dir.path());
         let err = read_cpu_max(&root, Path::new("/cpu.max")).unwrap_err();
-        assert!(err.to_string().contains("cpu.max line 1: bad quota \"lots\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cpu.max line 1: bad quota \"lots\""),
+            "{err}"
+        );
         let err = read_bytes_limit(&root, Path::new("/memory.max")).unwrap_err();
         assert!(err.to_string().contains("memory.max line 1"), "{err}");
         std::fs::write(dir.path().join("cpu.max"), "max 100000\n").unwrap();
         assert_eq!(read_cpu_max(&root, Path::new("/cpu.max")).unwrap(), None);
         std::fs::write(dir.path().join("cpu.max"), "50000 100000\n").unwrap();
-        assert_eq!(read_cpu_max(&root, Path::new("/cpu.max")).unwrap(), Some(0.5));
+        assert_eq!(
+            read_cpu_max(&root, Path::new("/cpu.max")).unwrap(),
+            Some(0.5)
+        );
     }
 }

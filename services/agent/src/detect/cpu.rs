@@ -20,7 +20,13 @@ pub fn parse_cpu_list(text: &str, path: &Path) -> Result<u32, DetectError> {
     }
     let mut count = 0u32;
     for part in line.split(',') {
-        let bad = || DetectError::parse(path, 1, format!("bad CPU list element {part:?} in {line:?}"));
+        let bad = || {
+            DetectError::parse(
+                path,
+                1,
+                format!("bad CPU list element {part:?} in {line:?}"),
+            )
+        };
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (a, b),
             None => (part, part),
@@ -65,7 +71,10 @@ mod tests {
         assert_eq!(parse_cpu_list("0-3,8,10-11\n", p).unwrap(), 7);
         for bad in ["", "\n", "a-b", "3-1", "0-3,,5", "1-"] {
             let err = parse_cpu_list(bad, Path::new("/fx/online")).unwrap_err();
-            assert!(err.to_string().starts_with("parsing /fx/online line 1"), "{bad:?}: {err}");
+            assert!(
+                err.to_string().starts_with("parsing /fx/online line 1"),
+                "{bad:?}: {err}"
+            );
         }
     }
 

@@ -161,7 +161,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// The block device name and SSD/HDD type of a mount.
-pub fn device_and_type(root: &SystemRoot, mount: &Mount) -> Result<(Option<String>, Option<DiskType>), DetectError> {
+pub fn device_and_type(
+    root: &SystemRoot,
+    mount: &Mount,
+) -> Result<(Option<String>, Option<DiskType>), DetectError> {
     let mut name = None;
     if mount.major != 0 {
         let uevent = format!("/sys/dev/block/{}:{}/uevent", mount.major, mount.minor);
@@ -171,7 +174,11 @@ pub fn device_and_type(root: &SystemRoot, mount: &Mount) -> Result<(Option<Strin
                 .find_map(|l| l.strip_prefix("DEVNAME="))
                 .map(|s| s.trim().to_owned());
             if name.is_none() {
-                return Err(DetectError::parse(root.path(&uevent), 1, "no DEVNAME= line"));
+                return Err(DetectError::parse(
+                    root.path(&uevent),
+                    1,
+                    "no DEVNAME= line",
+                ));
             }
         }
     }
@@ -200,7 +207,10 @@ fn rotational(root: &SystemRoot, dev: &str) -> Result<Option<DiskType>, DetectEr
             .into_iter()
             .find(|disk| root.exists(format!("/sys/block/{disk}/{dev}/partition")));
         let Some(parent) = parent else {
-            tracing::debug!(device = dev, "no /sys/block entry for device or its disk; disk type unknown");
+            tracing::debug!(
+                device = dev,
+                "no /sys/block entry for device or its disk; disk type unknown"
+            );
             return Ok(None);
         };
         file = format!("/sys/block/{parent}/queue/rotational");
@@ -211,7 +221,11 @@ fn rotational(root: &SystemRoot, dev: &str) -> Result<Option<DiskType>, DetectEr
     match text.trim() {
         "0" => Ok(Some(DiskType::Ssd)),
         "1" => Ok(Some(DiskType::Hdd)),
-        other => Err(DetectError::parse(root.path(&file), 1, format!("expected 0 or 1, got {other:?}"))),
+        other => Err(DetectError::parse(
+            root.path(&file),
+            1,
+            format!("expected 0 or 1, got {other:?}"),
+        )),
     }
 }
 
@@ -236,7 +250,10 @@ mod tests {
 
     #[test]
     fn natural_order() {
-        let mut v = vec![PathBuf::from("/dcos/volume10"), PathBuf::from("/dcos/volume2")];
+        let mut v = [
+            PathBuf::from("/dcos/volume10"),
+            PathBuf::from("/dcos/volume2"),
+        ];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v[0], PathBuf::from("/dcos/volume2"));
     }

@@ -38,7 +38,9 @@ pub enum DetectError {
         source: io::Error,
     },
     /// A disk has no space left once the reserve is taken away (DC/OS fails hard here too).
-    #[error("disk {path}: {available_mib} MiB available is not more than the {reserve_mib} MiB reserve")]
+    #[error(
+        "disk {path}: {available_mib} MiB available is not more than the {reserve_mib} MiB reserve"
+    )]
     DiskTooSmall {
         /// Work dir or mount point.
         path: PathBuf,

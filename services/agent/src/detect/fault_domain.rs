@@ -79,7 +79,11 @@ fn excerpt(text: &str) -> String {
 }
 
 /// Runs `script` and parses its output; every failure names the script.
-pub fn run_script(runner: &dyn ScriptRunner, script: &Path, timeout: Duration) -> Result<FaultDomain, DetectError> {
+pub fn run_script(
+    runner: &dyn ScriptRunner,
+    script: &Path,
+    timeout: Duration,
+) -> Result<FaultDomain, DetectError> {
     let fail = |reason: String| DetectError::FaultDomainScript {
         script: script.to_path_buf(),
         reason,
@@ -112,15 +116,28 @@ mod tests {
         let d = FaultDomain::parse(br#"{"fault_domain":{"region":{"name":"aws/us-west-2"},"zone":{"name":"aws/us-west-2a"}}}"#).unwrap();
         assert_eq!(d.region, "aws/us-west-2");
         assert_eq!(d.zone, "aws/us-west-2a");
-        let back: FaultDomain = FaultDomain::parse(d.to_mesos_json().to_string().as_bytes()).unwrap();
+        let back: FaultDomain =
+            FaultDomain::parse(d.to_mesos_json().to_string().as_bytes()).unwrap();
         assert_eq!(back, d);
-        assert!(FaultDomain::parse(b"").unwrap_err().contains("printed nothing"));
-        assert!(FaultDomain::parse(b"region=r zone=z").unwrap_err().contains("malformed output"));
-        assert!(FaultDomain::parse(br#"{"fault_domain":{"region":{"name":"r"}}}"#)
-            .unwrap_err()
-            .contains("zone"));
-        assert!(FaultDomain::parse(br#"{"fault_domain":{"region":{"name":""},"zone":{"name":"z"}}}"#)
-            .unwrap_err()
-            .contains("region.name is empty"));
+        assert!(
+            FaultDomain::parse(b"")
+                .unwrap_err()
+                .contains("printed nothing")
+        );
+        assert!(
+            FaultDomain::parse(b"region=r zone=z")
+                .unwrap_err()
+                .contains("malformed output")
+        );
+        assert!(
+            FaultDomain::parse(br#"{"fault_domain":{"region":{"name":"r"}}}"#)
+                .unwrap_err()
+                .contains("zone")
+        );
+        assert!(
+            FaultDomain::parse(br#"{"fault_domain":{"region":{"name":""},"zone":{"name":"z"}}}"#)
+                .unwrap_err()
+                .contains("region.name is empty")
+        );
     }
 }

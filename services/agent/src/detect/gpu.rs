@@ -47,9 +47,14 @@ pub fn detect_gpus(root: &SystemRoot) -> Result<Vec<Gpu>, DetectError> {
         }
         let class_file = format!("{dir}/class");
         let class_text = root.read_to_string(&class_file)?;
-        let class = u32::from_str_radix(class_text.trim().trim_start_matches("0x"), 16).map_err(|_| {
-            DetectError::parse(root.path(&class_file), 1, format!("bad PCI class {:?}", class_text.trim()))
-        })?;
+        let class =
+            u32::from_str_radix(class_text.trim().trim_start_matches("0x"), 16).map_err(|_| {
+                DetectError::parse(
+                    root.path(&class_file),
+                    1,
+                    format!("bad PCI class {:?}", class_text.trim()),
+                )
+            })?;
         let base_sub = class >> 8;
         if base_sub != 0x0300 && base_sub != 0x0302 {
             continue;
@@ -76,7 +81,10 @@ pub fn detect_gpus(root: &SystemRoot) -> Result<Vec<Gpu>, DetectError> {
 }
 
 /// `Key: \t value` lines of the driver's `information` file.
-fn parse_information(text: &str, path: &std::path::Path) -> Result<(Option<String>, Option<u32>), DetectError> {
+fn parse_information(
+    text: &str,
+    path: &std::path::Path,
+) -> Result<(Option<String>, Option<u32>), DetectError> {
     let mut model = None;
     let mut minor = None;
     for (i, line) in text.lines().enumerate() {
@@ -87,11 +95,9 @@ fn parse_information(text: &str, path: &std::path::Path) -> Result<(Option<Strin
         match key.trim() {
             "Model" if !value.is_empty() => model = Some(value.to_owned()),
             "Device Minor" => {
-                minor = Some(
-                    value
-                        .parse()
-                        .map_err(|_| DetectError::parse(path, i + 1, format!("bad device minor {value:?}")))?,
-                );
+                minor = Some(value.parse().map_err(|_| {
+                    DetectError::parse(path, i + 1, format!("bad device minor {value:?}"))
+                })?);
             }
             _ => {}
         }
@@ -122,7 +128,11 @@ mod tests {
         let (m, n) = parse_information(text, std::path::Path::new("i")).unwrap();
         assert_eq!(m.as_deref(), Some("NVIDIA A100-SXM4-40GB"));
         assert_eq!(n, Some(1));
-        let err = parse_information("Device Minor: \t x\n", std::path::Path::new("/fx/information")).unwrap_err();
+        let err = parse_information(
+            "Device Minor: \t x\n",
+            std::path::Path::new("/fx/information"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/fx/information line 1"), "{err}");
     }
 

@@ -24,7 +24,11 @@ pub fn mem_total_bytes(root: &SystemRoot) -> Result<u64, DetectError> {
         };
         let mut it = rest.split_whitespace();
         let (Some(n), Some("kB"), None) = (it.next(), it.next(), it.next()) else {
-            return Err(DetectError::parse(&path, i + 1, format!("expected `MemTotal: N kB`, got {line:?}")));
+            return Err(DetectError::parse(
+                &path,
+                i + 1,
+                format!("expected `MemTotal: N kB`, got {line:?}"),
+            ));
         };
         let kb: u64 = n
             .parse()
@@ -34,11 +38,19 @@ pub fn mem_total_bytes(root: &SystemRoot) -> Result<u64, DetectError> {
         }
         return Ok(kb.saturating_mul(1024));
     }
-    Err(DetectError::parse(&path, text.lines().count().max(1), "no MemTotal line"))
+    Err(DetectError::parse(
+        &path,
+        text.lines().count().max(1),
+        "no MemTotal line",
+    ))
 }
 
 /// MiB of memory to advertise.
-pub fn advertised_mem_mib(mem_total_bytes: u64, cgroup_limit_bytes: Option<u64>, reserve_mib: u64) -> u64 {
+pub fn advertised_mem_mib(
+    mem_total_bytes: u64,
+    cgroup_limit_bytes: Option<u64>,
+    reserve_mib: u64,
+) -> u64 {
     let base = cgroup_limit_bytes.map_or(mem_total_bytes, |l| l.min(mem_total_bytes));
     let reserve = reserve_mib.saturating_mul(MIB);
     let usable = if base >= reserve.saturating_mul(2) {
@@ -60,7 +72,10 @@ mod tests {
         assert_eq!(advertised_mem_mib(16 * GIB, None, 1024), 15 * 1024);
         assert_eq!(advertised_mem_mib(16 * GIB, Some(4 * GIB), 1024), 3 * 1024);
         // The v1 "unlimited" value does not raise anything.
-        assert_eq!(advertised_mem_mib(16 * GIB, Some(9_223_372_036_854_771_712), 1024), 15 * 1024);
+        assert_eq!(
+            advertised_mem_mib(16 * GIB, Some(9_223_372_036_854_771_712), 1024),
+            15 * 1024
+        );
         // Small machine: half.
         assert_eq!(advertised_mem_mib(GIB + GIB / 2, None, 1024), 768);
         assert_eq!(advertised_mem_mib(8 * GIB, None, 0), 8 * 1024);
@@ -73,10 +88,18 @@ mod tests {
         let root = SystemRoot::new(dir.path());
         std::fs::write(dir.path().join("proc/meminfo"), "MemFree: 1 kB\n").unwrap();
         let err = mem_total_bytes(&root).unwrap_err();
-        assert!(err.to_string().contains("proc/meminfo line 1: no MemTotal line"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("proc/meminfo line 1: no MemTotal line"),
+            "{err}"
+        );
         std::fs::write(dir.path().join("proc/meminfo"), "MemTotal:  12 MB\n").unwrap();
         assert!(mem_total_bytes(&root).is_err());
-        std::fs::write(dir.path().join("proc/meminfo"), "MemTotal:       24684084 kB\n").unwrap();
+        std::fs::write(
+            dir.path().join("proc/meminfo"),
+            "MemTotal:       24684084 kB\n",
+        )
+        .unwrap();
         assert_eq!(mem_total_bytes(&root).unwrap(), 24_684_084 * 1024);
     }
 }

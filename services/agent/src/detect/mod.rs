@@ -71,7 +71,6 @@ pub use disk::{DiskType, MountDisk, RootDisk, glob_match};
 pub use error::DetectError;
 pub use fault_domain::FaultDomain;
 pub use gpu::Gpu;
-pub use mountinfo::Mount;
 pub use ports::{DCOS_PRIVATE_PORTS, DCOS_PUBLIC_PORTS, PortRange, PortRanges};
 pub use resources::{DetectedResources, DriftItem, UNRESERVED_ROLE, format_scalar};
 pub use seams::{
@@ -92,7 +91,7 @@ pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What to detect and how. [`DetectConfig::new`] gives the DC/OS defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {
-    /// Agent work dir (absolute): the ROOT disk is its file system.
+    /// Agent work dir (absolute, must exist): the ROOT disk is its file system.
     pub work_dir: PathBuf,
     /// A public agent: all resources reserved to `public_role`, `public_ip:true`.
     pub public: bool,
@@ -173,16 +172,19 @@ impl DetectConfig {
                 format!("{:?} is not an absolute path pattern", self.mount_pattern),
             ));
         }
-        if let Some(s) = &self.fault_domain_script {
-            if !s.is_absolute() {
-                return Err(DetectError::config(
-                    "fault_domain_script",
-                    format!("{s:?} is not an absolute path"),
-                ));
-            }
+        if let Some(s) = &self.fault_domain_script
+            && !s.is_absolute()
+        {
+            return Err(DetectError::config(
+                "fault_domain_script",
+                format!("{s:?} is not an absolute path"),
+            ));
         }
         if self.fault_domain_timeout.is_zero() {
-            return Err(DetectError::config("fault_domain_timeout", "must be more than 0"));
+            return Err(DetectError::config(
+                "fault_domain_timeout",
+                "must be more than 0",
+            ));
         }
         for (name, value) in &self.attributes {
             attributes::validate(name, value)
@@ -222,7 +224,9 @@ pub struct Detector {
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Detector").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Detector")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -333,10 +337,10 @@ impl Detector {
             attrs.insert("public_ip".to_owned(), "true".to_owned());
         }
         for (k, v) in &cfg.attributes {
-            if let Some(old) = attrs.insert(k.clone(), v.clone()) {
-                if &old != v {
-                    tracing::info!(attribute = %k, detected = %old, operator = %v, "operator attribute replaces a detected one");
-                }
+            if let Some(old) = attrs.insert(k.clone(), v.clone())
+                && &old != v
+            {
+                tracing::info!(attribute = %k, detected = %old, operator = %v, "operator attribute replaces a detected one");
             }
         }
 

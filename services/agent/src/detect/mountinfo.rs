@@ -73,7 +73,9 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     let mut best: Option<&Mount> = None;
     for m in mounts {
         if path.starts_with(&m.mount_point)
-            && best.is_none_or(|b| m.mount_point.components().count() >= b.mount_point.components().count())
+            && best.is_none_or(|b| {
+                m.mount_point.components().count() >= b.mount_point.components().count()
+            })
         {
             best = Some(m);
         }
@@ -140,8 +142,14 @@ mod tests {
     fn bad_lines_name_file_and_line() {
         let err = parse("22 27 0:21 / /proc rw\n", Path::new("/fx/mi")).unwrap_err();
         assert_eq!(err.to_string(), "parsing /fx/mi line 1: no ` - ` separator");
-        let err = parse(&format!("{REAL}1 2 x:y / / rw - ext4 /dev/a rw\n"), Path::new("/fx/mi"))
-            .unwrap_err();
-        assert!(err.to_string().contains("line 7: bad major:minor \"x:y\""), "{err}");
+        let err = parse(
+            &format!("{REAL}1 2 x:y / / rw - ext4 /dev/a rw\n"),
+            Path::new("/fx/mi"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("line 7: bad major:minor \"x:y\""),
+            "{err}"
+        );
     }
 }

@@ -63,7 +63,11 @@ impl PortRanges {
     }
 
     fn from_static(r: &[(u16, u16)]) -> Self {
-        PortRanges(r.iter().map(|&(begin, end)| PortRange { begin, end }).collect())
+        PortRanges(
+            r.iter()
+                .map(|&(begin, end)| PortRange { begin, end })
+                .collect(),
+        )
     }
 
     /// DC/OS' private-agent default.
@@ -125,9 +129,9 @@ impl FromStr for PortRanges {
         for part in t.split(',') {
             let part = part.trim();
             let port = |x: &str| -> Result<u16, String> {
-                x.trim()
-                    .parse()
-                    .map_err(|_| format!("{part:?} is not a port or `begin-end` range of ports 1-65535"))
+                x.trim().parse().map_err(|_| {
+                    format!("{part:?} is not a port or `begin-end` range of ports 1-65535")
+                })
             };
             let (begin, end) = match part.split_once('-') {
                 Some((a, b)) => (port(a)?, port(b)?),
@@ -152,7 +156,10 @@ mod tests {
             PortRanges::dcos_private().to_string(),
             "[1025-2180,2182-3887,3889-5049,5052-8079,8082-8180,8182-32000]"
         );
-        assert_eq!(PortRanges::dcos_public().to_string(), "[1-21,23-5050,5052-32000]");
+        assert_eq!(
+            PortRanges::dcos_public().to_string(),
+            "[1-21,23-5050,5052-32000]"
+        );
         // Every default is valid under the same rules as an override.
         PortRanges::new(PortRanges::dcos_private().ranges().to_vec()).unwrap();
         PortRanges::new(PortRanges::dcos_public().ranges().to_vec()).unwrap();
@@ -163,7 +170,10 @@ mod tests {
         let p: PortRanges = "[31000-32000, 80]".parse().unwrap();
         assert_eq!(p.to_string(), "[80-80,31000-32000]");
         assert_eq!(p.count(), 1002);
-        assert_eq!("1-21,23-5050".parse::<PortRanges>().unwrap().count(), 21 + 5028);
+        assert_eq!(
+            "1-21,23-5050".parse::<PortRanges>().unwrap().count(),
+            21 + 5028
+        );
         for (bad, want) in [
             ("", "is not a port"),
             ("[1-2", "without `]`"),

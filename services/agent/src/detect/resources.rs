@@ -112,8 +112,8 @@ impl DetectedResources {
     /// `"reservations":[{"type":"STATIC","role":..}]`.
     pub fn to_mesos_resources_json(&self) -> serde_json::Value {
         use serde_json::{Value, json};
-        let reservations = (self.role != UNRESERVED_ROLE)
-            .then(|| json!([{"type": "STATIC", "role": self.role}]));
+        let reservations =
+            (self.role != UNRESERVED_ROLE).then(|| json!([{"type": "STATIC", "role": self.role}]));
         let with_role = |mut v: Value| {
             if let (Some(r), Some(obj)) = (&reservations, v.as_object_mut()) {
                 obj.insert("reservations".into(), r.clone());
@@ -180,9 +180,21 @@ pub fn compare(cached: &DetectedResources, detected: &DetectedResources) -> Vec<
     };
     let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     diff("role", cached.role.clone(), detected.role.clone());
-    diff("cpus", format_scalar(cached.cpus), format_scalar(detected.cpus));
-    diff("mem", cached.mem_mib.to_string(), detected.mem_mib.to_string());
-    diff("ports", cached.ports.to_string(), detected.ports.to_string());
+    diff(
+        "cpus",
+        format_scalar(cached.cpus),
+        format_scalar(detected.cpus),
+    );
+    diff(
+        "mem",
+        cached.mem_mib.to_string(),
+        detected.mem_mib.to_string(),
+    );
+    diff(
+        "ports",
+        cached.ports.to_string(),
+        detected.ports.to_string(),
+    );
     let gpus = |r: &DetectedResources| {
         let models: Vec<&str> = r
             .gpus
@@ -192,7 +204,12 @@ pub fn compare(cached: &DetectedResources, detected: &DetectedResources) -> Vec<
         format!("{} [{}]", r.gpus.len(), models.join(", "))
     };
     diff("gpus", gpus(cached), gpus(detected));
-    let dom = |r: &DetectedResources| opt(r.fault_domain.as_ref().map(|d| format!("{}/{}", d.region, d.zone)));
+    let dom = |r: &DetectedResources| {
+        opt(r
+            .fault_domain
+            .as_ref()
+            .map(|d| format!("{}/{}", d.region, d.zone)))
+    };
     diff("fault_domain", dom(cached), dom(detected));
     diff(
         "root_disk.path",

@@ -106,7 +106,11 @@ impl SystemRoot {
     /// Resolves symlinks in a logical path inside the root; falls back to the lexical
     /// path when it does not exist or resolves outside the root.
     pub fn canonicalize(&self, logical: &Path) -> PathBuf {
-        let lexical = Path::new("/").join(self.path(logical).strip_prefix(&self.root).unwrap_or(logical));
+        let lexical = Path::new("/").join(
+            self.path(logical)
+                .strip_prefix(&self.root)
+                .unwrap_or(logical),
+        );
         let (Ok(real), Ok(root)) = (
             std::fs::canonicalize(self.path(logical)),
             std::fs::canonicalize(&self.root),
@@ -142,6 +146,8 @@ pub trait FsStats {
 pub struct HostFsStats;
 
 impl FsStats for HostFsStats {
+    // The statvfs field types are u32 or u64 depending on the platform.
+    #[allow(clippy::useless_conversion)]
     fn usage(&self, path: &Path) -> io::Result<FsUsage> {
         let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
         let frag = u64::from(st.fragment_size());
@@ -211,14 +217,15 @@ impl ScriptRunner for HostScriptRunner {
             }
             std::thread::sleep(SCRIPT_POLL);
         };
-        let join = |h: Option<std::thread::JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Vec<u8>> {
-            match h {
-                Some(h) => h
-                    .join()
-                    .map_err(|_| io::Error::other("output reader panicked"))?,
-                None => Ok(Vec::new()),
-            }
-        };
+        let join =
+            |h: Option<std::thread::JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Vec<u8>> {
+                match h {
+                    Some(h) => h
+                        .join()
+                        .map_err(|_| io::Error::other("output reader panicked"))?,
+                    None => Ok(Vec::new()),
+                }
+            };
         Ok(ScriptOutput {
             success: status.success(),
             status: status.to_string(),
@@ -243,9 +250,18 @@ mod tests {
     #[test]
     fn path_maps_under_root_and_never_escapes() {
         let r = SystemRoot::new("/fx/a");
-        assert_eq!(r.path("/proc/self/cgroup"), PathBuf::from("/fx/a/proc/self/cgroup"));
-        assert_eq!(r.path("/../../etc/passwd"), PathBuf::from("/fx/a/etc/passwd"));
-        assert_eq!(SystemRoot::host().path("/sys/block"), PathBuf::from("/sys/block"));
+        assert_eq!(
+            r.path("/proc/self/cgroup"),
+            PathBuf::from("/fx/a/proc/self/cgroup")
+        );
+        assert_eq!(
+            r.path("/../../etc/passwd"),
+            PathBuf::from("/fx/a/etc/passwd")
+        );
+        assert_eq!(
+            SystemRoot::host().path("/sys/block"),
+            PathBuf::from("/sys/block")
+        );
     }
 
     #[test]
@@ -255,7 +271,11 @@ mod tests {
         assert_eq!(r.read_optional("/nope").unwrap(), None);
         assert!(r.list_dir("/nope").unwrap().is_empty());
         let err = r.read_to_string("/proc/meminfo").unwrap_err();
-        assert!(err.to_string().contains(&format!("{}/proc/meminfo", dir.path().display())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{}/proc/meminfo", dir.path().display())),
+            "{err}"
+        );
     }
 
     #[test]
@@ -268,7 +288,13 @@ mod tests {
         assert_eq!(r.canonicalize(Path::new("/work")), PathBuf::from("/work"));
         std::fs::remove_file(dir.path().join("work")).unwrap();
         std::os::unix::fs::symlink("data/mesos", dir.path().join("work")).unwrap();
-        assert_eq!(r.canonicalize(Path::new("/work")), PathBuf::from("/data/mesos"));
-        assert_eq!(r.canonicalize(Path::new("/missing/x")), PathBuf::from("/missing/x"));
+        assert_eq!(
+            r.canonicalize(Path::new("/work")),
+            PathBuf::from("/data/mesos")
+        );
+        assert_eq!(
+            r.canonicalize(Path::new("/missing/x")),
+            PathBuf::from("/missing/x")
+        );
     }
 }
