@@ -402,12 +402,11 @@ pub fn build_bundle_with(
 
     let mut builder = tar::Builder::new(Vec::new());
     let mut append = |path: &str, mode: u32, data: &[u8]| -> Result<(), BundleError> {
-        let h = canonical_header(path, mode, data.len() as u64).map_err(|e| {
-            BundleError::BadPath {
+        let h =
+            canonical_header(path, mode, data.len() as u64).map_err(|e| BundleError::BadPath {
                 path: path.to_owned(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         builder.append(&h, data).map_err(BundleError::Archive)
     };
     append(MANIFEST_PATH, 0o644, manifest_bytes.as_bytes())?;
@@ -425,7 +424,11 @@ mod tests {
 
     #[test]
     fn paths() {
-        for ok in ["etc/resolvers", "bin/ip-detect", "masters/10.0.0.1/etc/tls/etcd-peer.key"] {
+        for ok in [
+            "etc/resolvers",
+            "bin/ip-detect",
+            "masters/10.0.0.1/etc/tls/etcd-peer.key",
+        ] {
             assert_eq!(check_path(ok), Ok(()), "{ok}");
         }
         for bad in [
@@ -473,7 +476,10 @@ mod tests {
             role: Role::Agent,
         };
         let sign = |_: &[u8]| [0u8; 64];
-        let dup = [BundleFile::new("a", 0o644, "1"), BundleFile::new("a", 0o644, "2")];
+        let dup = [
+            BundleFile::new("a", 0o644, "1"),
+            BundleFile::new("a", 0o644, "2"),
+        ];
         assert!(matches!(
             build_bundle_with(&meta, &dup, &sign),
             Err(BundleError::DuplicatePath { path }) if path == "a"

@@ -155,7 +155,11 @@ pub fn generate_with(
         source: std::io::Error::other(e),
     })?;
     index_json.push('\n');
-    write_atomic(&out_dir.join("cluster.pub"), public_key.to_pem().as_bytes(), 0o644)?;
+    write_atomic(
+        &out_dir.join("cluster.pub"),
+        public_key.to_pem().as_bytes(),
+        0o644,
+    )?;
     write_atomic(
         &out_dir.join("cluster.pub.sha256"),
         format!("{}\n", public_key.fingerprint()).as_bytes(),

@@ -3,8 +3,8 @@
 //! `basalt-installer hash-password` prints what [`hash_password`] returns; the IAM
 //! service checks logins with [`verify_password`] against the same string.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Errors from hashing or checking a password.

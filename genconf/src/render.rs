@@ -77,7 +77,9 @@ const EXEC: u32 = 0o755;
 #[non_exhaustive]
 pub enum RenderError {
     /// The secrets were loaded for another config and lack a certificate.
-    #[error("secrets have no certificate {leaf}; load them with this config (Secrets::load_or_create)")]
+    #[error(
+        "secrets have no certificate {leaf}; load them with this config (Secrets::load_or_create)"
+    )]
     MissingCert {
         /// The leaf.
         leaf: Leaf,
@@ -109,7 +111,8 @@ pub fn render(
 ) -> Result<Vec<BundleFile>, RenderError> {
     let config = &loaded.config;
     let mut files = Vec::new();
-    let mut add = |path: &str, mode: u32, data: Vec<u8>| files.push(BundleFile::new(path, mode, data));
+    let mut add =
+        |path: &str, mode: u32, data: Vec<u8>| files.push(BundleFile::new(path, mode, data));
 
     // Scripts.
     let scripts = &loaded.scripts;
@@ -133,15 +136,39 @@ pub fn render(
     add("etc/cluster-id", PUBLIC, line(secrets.cluster_id()));
     add("etc/role", PUBLIC, line(role.as_str()));
     add("etc/master_list", PUBLIC, master_list_json(&config.masters));
-    add("etc/resolvers", PUBLIC, lines(config.resolvers.iter().map(ToString::to_string)));
-    add("etc/dns_search", PUBLIC, lines(config.dns_search.iter().cloned()));
+    add(
+        "etc/resolvers",
+        PUBLIC,
+        lines(config.resolvers.iter().map(ToString::to_string)),
+    );
+    add(
+        "etc/dns_search",
+        PUBLIC,
+        lines(config.dns_search.iter().cloned()),
+    );
     add("etc/proxy.env", PUBLIC, proxy_env(config));
 
     // Public keys, CA, join credential.
-    add("etc/cluster.pub", PUBLIC, secrets.public_key().to_pem().into_bytes());
-    add("etc/iam-public-key.pem", PUBLIC, secrets.iam_public_key_pem().into_bytes());
-    add("etc/tls/ca.crt", PUBLIC, secrets.ca_cert_pem().as_bytes().to_vec());
-    add("etc/join-credential", SECRET, line(secrets.join_credential()));
+    add(
+        "etc/cluster.pub",
+        PUBLIC,
+        secrets.public_key().to_pem().into_bytes(),
+    );
+    add(
+        "etc/iam-public-key.pem",
+        PUBLIC,
+        secrets.iam_public_key_pem().into_bytes(),
+    );
+    add(
+        "etc/tls/ca.crt",
+        PUBLIC,
+        secrets.ca_cert_pem().as_bytes().to_vec(),
+    );
+    add(
+        "etc/join-credential",
+        SECRET,
+        line(secrets.join_credential()),
+    );
 
     let cert = |leaf: Leaf| -> Result<&CertAndKey, RenderError> {
         secrets.leaf(leaf).ok_or(RenderError::MissingCert { leaf })
@@ -194,9 +221,21 @@ pub fn render(
             } else {
                 &config.agent.private_ports
             };
-            files.push(BundleFile::new("etc/port_ranges", PUBLIC, line(&ports.to_mesos())));
-            files.push(BundleFile::new("etc/attributes", PUBLIC, attributes(config, public)));
-            files.push(BundleFile::new("etc/agent.env", PUBLIC, agent_env(config, public)));
+            files.push(BundleFile::new(
+                "etc/port_ranges",
+                PUBLIC,
+                line(&ports.to_mesos()),
+            ));
+            files.push(BundleFile::new(
+                "etc/attributes",
+                PUBLIC,
+                attributes(config, public),
+            ));
+            files.push(BundleFile::new(
+                "etc/agent.env",
+                PUBLIC,
+                agent_env(config, public),
+            ));
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -248,7 +287,8 @@ fn master_list_json(masters: &[Ipv4Addr]) -> Vec<u8> {
 }
 
 fn proxy_env(config: &Config) -> Vec<u8> {
-    let mut s = String::from("# Outbound proxy for cluster components (written by basalt genconf).\n");
+    let mut s =
+        String::from("# Outbound proxy for cluster components (written by basalt genconf).\n");
     let p = &config.proxy;
     if let Some(h) = &p.http_proxy {
         s.push_str(&format!("HTTP_PROXY={h}\nhttp_proxy={h}\n"));
@@ -269,7 +309,10 @@ fn etcd_env(config: &Config, cluster_id: &str, ip: Ipv4Addr) -> Vec<u8> {
     let mut kv = |k: &str, v: String| s.push_str(&format!("{k}={v}\n"));
     kv("ETCD_NAME", etcd_name(ip));
     kv("ETCD_DATA_DIR", ETCD_DATA_DIR.to_owned());
-    kv("ETCD_LISTEN_PEER_URLS", format!("https://{ip}:{ETCD_PEER_PORT}"));
+    kv(
+        "ETCD_LISTEN_PEER_URLS",
+        format!("https://{ip}:{ETCD_PEER_PORT}"),
+    );
     kv(
         "ETCD_INITIAL_ADVERTISE_PEER_URLS",
         format!("https://{ip}:{ETCD_PEER_PORT}"),
@@ -282,7 +325,10 @@ fn etcd_env(config: &Config, cluster_id: &str, ip: Ipv4Addr) -> Vec<u8> {
         "ETCD_ADVERTISE_CLIENT_URLS",
         format!("https://{ip}:{ETCD_CLIENT_PORT}"),
     );
-    kv("ETCD_INITIAL_CLUSTER", etcd_initial_cluster(&config.masters));
+    kv(
+        "ETCD_INITIAL_CLUSTER",
+        etcd_initial_cluster(&config.masters),
+    );
     kv("ETCD_INITIAL_CLUSTER_STATE", "new".to_owned());
     kv("ETCD_INITIAL_CLUSTER_TOKEN", format!("basalt-{cluster_id}"));
     kv(

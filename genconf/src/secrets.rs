@@ -52,8 +52,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -304,11 +304,18 @@ impl fmt::Display for SecretEvent {
         match self {
             SecretEvent::Created { name } => write!(f, "created {name}"),
             SecretEvent::Reissued { leaf, reason } => {
-                write!(f, "re-issued {TLS_DIR}/{leaf}.crt from the cluster CA: {reason}")
+                write!(
+                    f,
+                    "re-issued {TLS_DIR}/{leaf}.crt from the cluster CA: {reason}"
+                )
             }
             SecretEvent::Rotated { name } => write!(f, "rotated {name}"),
             SecretEvent::Unused { path } => {
-                write!(f, "{} is not used by this config (left in place)", path.display())
+                write!(
+                    f,
+                    "{} is not used by this config (left in place)",
+                    path.display()
+                )
             }
         }
     }
@@ -547,7 +554,10 @@ pub(crate) fn load_or_create_for(
         let path = dir.join(name);
         match read_secret(&path)? {
             Some(b) => Ok(Some(b)),
-            None if existing => Err(SecretsError::Missing { path, rotate: target }),
+            None if existing => Err(SecretsError::Missing {
+                path,
+                rotate: target,
+            }),
             None => Ok(None),
         }
     };
@@ -557,7 +567,9 @@ pub(crate) fn load_or_create_for(
         None => {
             let pem = new_ed25519_pem(&rng, "cluster signing key")?;
             write_secret(&dir.join(SIGNING_KEY_FILE), pem.as_bytes())?;
-            events.push(SecretEvent::Created { name: SIGNING_KEY_FILE.to_owned() });
+            events.push(SecretEvent::Created {
+                name: SIGNING_KEY_FILE.to_owned(),
+            });
             parse_ed25519_pem(&dir.join(SIGNING_KEY_FILE), pem.as_bytes())?
         }
     };
@@ -577,8 +589,12 @@ pub(crate) fn load_or_create_for(
             let ca = new_ca(&rng)?;
             write_secret(&dir.join(CA_KEY_FILE), ca.key_pem.as_bytes())?;
             write_secret(&dir.join(CA_CERT_FILE), ca.cert_pem.as_bytes())?;
-            events.push(SecretEvent::Created { name: CA_CERT_FILE.to_owned() });
-            events.push(SecretEvent::Created { name: CA_KEY_FILE.to_owned() });
+            events.push(SecretEvent::Created {
+                name: CA_CERT_FILE.to_owned(),
+            });
+            events.push(SecretEvent::Created {
+                name: CA_KEY_FILE.to_owned(),
+            });
             ca
         }
         (Some(_), None) => {
@@ -601,7 +617,9 @@ pub(crate) fn load_or_create_for(
         None => {
             let pem = new_ed25519_pem(&rng, "IAM signing key")?;
             write_secret(&iam_path, pem.as_bytes())?;
-            events.push(SecretEvent::Created { name: IAM_KEY_FILE.to_owned() });
+            events.push(SecretEvent::Created {
+                name: IAM_KEY_FILE.to_owned(),
+            });
             pem
         }
     };
@@ -615,7 +633,9 @@ pub(crate) fn load_or_create_for(
         None => {
             let cred = new_join_credential(&rng)?;
             write_secret(&join_path, format!("{cred}\n").as_bytes())?;
-            events.push(SecretEvent::Created { name: JOIN_CREDENTIAL_FILE.to_owned() });
+            events.push(SecretEvent::Created {
+                name: JOIN_CREDENTIAL_FILE.to_owned(),
+            });
             cred
         }
     };
@@ -627,7 +647,9 @@ pub(crate) fn load_or_create_for(
     } else {
         let id = new_cluster_id(&rng)?;
         write_secret(&id_path, format!("{id}\n").as_bytes())?;
-        events.push(SecretEvent::Created { name: CLUSTER_ID_FILE.to_owned() });
+        events.push(SecretEvent::Created {
+            name: CLUSTER_ID_FILE.to_owned(),
+        });
         id
     };
 
@@ -677,7 +699,10 @@ fn rotate_for(
         }
         RotateTarget::JoinCredential => {
             let cred = new_join_credential(&rng)?;
-            write_secret(&dir.join(JOIN_CREDENTIAL_FILE), format!("{cred}\n").as_bytes())?;
+            write_secret(
+                &dir.join(JOIN_CREDENTIAL_FILE),
+                format!("{cred}\n").as_bytes(),
+            )?;
             replaced.push(JOIN_CREDENTIAL_FILE.to_owned());
         }
         RotateTarget::Ca => {
@@ -695,7 +720,11 @@ fn rotate_for(
         }
     }
     replaced.sort();
-    events.extend(replaced.iter().map(|n| SecretEvent::Rotated { name: n.clone() }));
+    events.extend(
+        replaced
+            .iter()
+            .map(|n| SecretEvent::Rotated { name: n.clone() }),
+    );
     let mut secrets = load_or_create_for(dir, masters)?;
     let mut events_before = before.events.clone();
     events_before.append(&mut events);
@@ -740,7 +769,11 @@ fn load_leaves(
             path: dir.join(CA_CERT_FILE),
             reason: e.to_string(),
         })?;
-    let ca_der = pem_decode(&dir.join(CA_CERT_FILE), ca.cert_pem.as_bytes(), "CERTIFICATE")?;
+    let ca_der = pem_decode(
+        &dir.join(CA_CERT_FILE),
+        ca.cert_pem.as_bytes(),
+        "CERTIFICATE",
+    )?;
 
     let wanted = Leaf::all_for(masters);
     let mut out = BTreeMap::new();
@@ -779,7 +812,10 @@ fn load_leaves(
             None => SecretEvent::Created {
                 name: format!("{TLS_DIR}/{}.crt", leaf.stem()),
             },
-            Some(reason) => SecretEvent::Reissued { leaf: *leaf, reason },
+            Some(reason) => SecretEvent::Reissued {
+                leaf: *leaf,
+                reason,
+            },
         });
         out.insert(*leaf, pair);
     }
@@ -827,10 +863,11 @@ fn check_leaf(
             path: crt_path.to_path_buf(),
             reason: format!("not an X.509 certificate: {e}"),
         })?;
-    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|e| SecretsError::Corrupt {
-        path: crt_path.with_file_name(CA_CERT_FILE),
-        reason: format!("not an X.509 certificate: {e}"),
-    })?;
+    let (_, ca) =
+        x509_parser::parse_x509_certificate(ca_der).map_err(|e| SecretsError::Corrupt {
+            path: crt_path.with_file_name(CA_CERT_FILE),
+            reason: format!("not an X.509 certificate: {e}"),
+        })?;
 
     if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
         return Ok(Some(format!(
@@ -839,7 +876,9 @@ fn check_leaf(
         )));
     }
     if cert.verify_signature(Some(ca.public_key())).is_err() {
-        return Ok(Some("it is not signed by the current cluster CA".to_owned()));
+        return Ok(Some(
+            "it is not signed by the current cluster CA".to_owned(),
+        ));
     }
     let found = cert_sans(&cert).map_err(|reason| SecretsError::Corrupt {
         path: crt_path.to_path_buf(),
@@ -869,7 +908,9 @@ fn check_leaf(
     Ok(None)
 }
 
-fn cert_sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<BTreeSet<San>, String> {
+fn cert_sans(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<BTreeSet<San>, String> {
     use x509_parser::extensions::GeneralName;
     let mut out = BTreeSet::new();
     let ext = cert
@@ -1041,7 +1082,9 @@ fn new_join_credential(rng: &SystemRandom) -> Result<String, SecretsError> {
 }
 
 fn parse_join_credential(path: &Path, bytes: &[u8]) -> Result<String, SecretsError> {
-    let s = std::str::from_utf8(bytes).unwrap_or("").trim_end_matches('\n');
+    let s = std::str::from_utf8(bytes)
+        .unwrap_or("")
+        .trim_end_matches('\n');
     if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(s.to_owned())
     } else {
@@ -1079,7 +1122,9 @@ pub fn is_cluster_id(s: &str) -> bool {
 }
 
 fn parse_cluster_id(path: &Path, bytes: &[u8]) -> Result<String, SecretsError> {
-    let s = std::str::from_utf8(bytes).unwrap_or("").trim_end_matches('\n');
+    let s = std::str::from_utf8(bytes)
+        .unwrap_or("")
+        .trim_end_matches('\n');
     if is_cluster_id(s) {
         Ok(s.to_owned())
     } else {
@@ -1121,7 +1166,8 @@ pub(crate) fn pem_decode(path: &Path, bytes: &[u8], label: &str) -> Result<Vec<u
 }
 
 pub(crate) fn pem_decode_str(bytes: &[u8], label: &str) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text (expected PEM)".to_owned())?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text (expected PEM)".to_owned())?;
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text
@@ -1144,8 +1190,9 @@ pub(crate) fn ed25519_spki_pem(raw: &[u8; 32]) -> String {
 }
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
-pub(crate) const ED25519_SPKI_PREFIX: [u8; 12] =
-    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+pub(crate) const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 pub(crate) fn ed25519_spki_der(raw: &[u8; 32]) -> Vec<u8> {
     let mut v = ED25519_SPKI_PREFIX.to_vec();
@@ -1330,6 +1377,9 @@ mod tests {
             assert!(!t.breaks().is_empty());
         }
         let e = "cert".parse::<RotateTarget>().unwrap_err();
-        assert!(e.contains("signing-key, ca, iam-key, join-credential, certs"), "{e}");
+        assert!(
+            e.contains("signing-key, ca, iam-key, join-credential, certs"),
+            "{e}"
+        );
     }
 }

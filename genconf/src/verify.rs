@@ -34,7 +34,9 @@ use sha2::{Digest, Sha256};
 use crate::bundle::{
     MANIFEST_PATH, Manifest, Role, SCHEMA_VERSION, SIGNATURE_PATH, canonical_header, check_path,
 };
-use crate::secrets::{ED25519_SPKI_PREFIX, ed25519_spki_der, is_cluster_id, pem_decode_str, pem_encode};
+use crate::secrets::{
+    ED25519_SPKI_PREFIX, ed25519_spki_der, is_cluster_id, pem_decode_str, pem_encode,
+};
 
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
@@ -409,9 +411,11 @@ pub fn verify_bundle(
     // 5. Files against the manifest.
     let mut files = Vec::with_capacity(manifest.files.len());
     for mf in &manifest.files {
-        let entry = entries.get(&mf.path).ok_or_else(|| VerifyError::MissingFile {
-            path: mf.path.clone(),
-        })?;
+        let entry = entries
+            .get(&mf.path)
+            .ok_or_else(|| VerifyError::MissingFile {
+                path: mf.path.clone(),
+            })?;
         if entry.data.len() as u64 != mf.size
             || hex::encode(Sha256::digest(&entry.data)) != mf.sha256
         {
@@ -493,12 +497,11 @@ fn scan_archive(bytes: &[u8]) -> Result<BTreeMap<String, RawEntry>, VerifyError>
         if size > MAX_BUNDLE_BYTES {
             return Err(bad_header(format!("size {size} is too large")));
         }
-        let canonical = canonical_header(&path, mode, size).map_err(|_| {
-            VerifyError::NonCanonicalHeader {
+        let canonical =
+            canonical_header(&path, mode, size).map_err(|_| VerifyError::NonCanonicalHeader {
                 path: path.clone(),
                 offset,
-            }
-        })?;
+            })?;
         if canonical.as_bytes() != header.as_bytes() {
             return Err(VerifyError::NonCanonicalHeader { path, offset });
         }
@@ -514,9 +517,8 @@ fn scan_archive(bytes: &[u8]) -> Result<BTreeMap<String, RawEntry>, VerifyError>
         }
         let data_end = entry.raw_file_position() + size;
         let padded_end = data_end.div_ceil(BLOCK) * BLOCK;
-        let padding = slice(bytes, data_end, padded_end).ok_or_else(|| {
-            bad_header(format!("`{path}`: archive ends inside its padding"))
-        })?;
+        let padding = slice(bytes, data_end, padded_end)
+            .ok_or_else(|| bad_header(format!("`{path}`: archive ends inside its padding")))?;
         if padding.iter().any(|b| *b != 0) {
             return Err(VerifyError::NonZeroPadding { path });
         }
@@ -563,7 +565,9 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
     match probe.schema {
         Some(toml::Value::Integer(n)) if n == i64::from(SCHEMA_VERSION) => {}
         Some(toml::Value::Integer(n)) => {
-            return Err(VerifyError::UnknownSchema(u64::try_from(n).unwrap_or(u64::MAX)));
+            return Err(VerifyError::UnknownSchema(
+                u64::try_from(n).unwrap_or(u64::MAX),
+            ));
         }
         Some(_) => return Err(malformed("`schema` is not an integer".to_owned())),
         None => return Err(malformed("no `schema` key".to_owned())),
@@ -589,7 +593,10 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, VerifyError> {
             reason,
         })?;
         if f.sha256.len() != 64 {
-            return Err(malformed(format!("`{}`: sha256 is not 64 hex digits", f.path)));
+            return Err(malformed(format!(
+                "`{}`: sha256 is not 64 hex digits",
+                f.path
+            )));
         }
         if i > 0 {
             let prev = &manifest.files[i - 1].path;

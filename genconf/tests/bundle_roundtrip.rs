@@ -143,7 +143,13 @@ fn every_role_round_trips_with_its_own_files() {
 }
 
 fn text(v: &basalt_genconf::verify::VerifiedBundle, path: &str) -> String {
-    String::from_utf8(v.file(path).unwrap_or_else(|| panic!("{path}")).data.clone()).unwrap()
+    String::from_utf8(
+        v.file(path)
+            .unwrap_or_else(|| panic!("{path}"))
+            .data
+            .clone(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -171,26 +177,50 @@ fn rendered_contents_follow_the_config() {
         "ETCDCTL_ENDPOINTS=https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379\n"
     ));
     for v in [&master, &agent, &public] {
-        assert_eq!(text(v, "etc/master_list"), "[\"10.0.0.1\",\"10.0.0.2\",\"10.0.0.3\"]\n");
-        assert_eq!(text(v, "etc/resolvers"), "203.0.113.53\n203.0.113.54:5353\n");
+        assert_eq!(
+            text(v, "etc/master_list"),
+            "[\"10.0.0.1\",\"10.0.0.2\",\"10.0.0.3\"]\n"
+        );
+        assert_eq!(
+            text(v, "etc/resolvers"),
+            "203.0.113.53\n203.0.113.54:5353\n"
+        );
         assert_eq!(text(v, "etc/dns_search"), "corp.example\nexample.org\n");
-        assert_eq!(text(v, "etc/cluster-id"), format!("{}\n", f.secrets.cluster_id()));
-        assert_eq!(text(v, "etc/join-credential"), format!("{}\n", f.secrets.join_credential()));
+        assert_eq!(
+            text(v, "etc/cluster-id"),
+            format!("{}\n", f.secrets.cluster_id())
+        );
+        assert_eq!(
+            text(v, "etc/join-credential"),
+            format!("{}\n", f.secrets.join_credential())
+        );
         assert_eq!(text(v, "etc/cluster.pub"), key.to_pem());
         assert_eq!(text(v, "bin/ip-detect"), bundle_support::IP_DETECT);
-        assert_eq!(text(v, "bin/ip-detect-public"), bundle_support::IP_DETECT_PUBLIC);
-        assert_eq!(text(v, "bin/fault-domain-detect"), bundle_support::FAULT_DOMAIN);
+        assert_eq!(
+            text(v, "bin/ip-detect-public"),
+            bundle_support::IP_DETECT_PUBLIC
+        );
+        assert_eq!(
+            text(v, "bin/fault-domain-detect"),
+            bundle_support::FAULT_DOMAIN
+        );
         assert!(text(v, "etc/proxy.env").contains("HTTP_PROXY=http://proxy.example:3128\n"));
         assert!(text(v, "etc/proxy.env").contains("NO_PROXY="));
     }
     assert_eq!(text(&master, "etc/role"), "master\n");
     assert_eq!(text(&public, "etc/role"), "agent-public\n");
     // The masters get the real config; agents get the password hash masked.
-    assert_eq!(text(&master, "etc/cluster.toml"), f.loaded.config.canonical_toml());
+    assert_eq!(
+        text(&master, "etc/cluster.toml"),
+        f.loaded.config.canonical_toml()
+    );
     assert!(text(&master, "etc/cluster.toml").contains(PASSWORD_HASH));
     for v in [&agent, &public] {
         let t = text(v, "etc/cluster.toml");
-        assert!(!t.contains(PASSWORD_HASH), "agent config leaks the password hash");
+        assert!(
+            !t.contains(PASSWORD_HASH),
+            "agent config leaks the password hash"
+        );
         assert!(t.contains("********"));
     }
     // Port ranges and attributes per role.
@@ -198,9 +228,15 @@ fn rendered_contents_follow_the_config() {
         text(&agent, "etc/port_ranges"),
         "[1025-2180,2182-3887,3889-5049,5052-8079,8082-8180,8182-32000]\n"
     );
-    assert_eq!(text(&public, "etc/port_ranges"), "[1-21,23-5050,5052-32000]\n");
+    assert_eq!(
+        text(&public, "etc/port_ranges"),
+        "[1-21,23-5050,5052-32000]\n"
+    );
     assert_eq!(text(&agent, "etc/attributes"), "disk:ssd;rack:r1\n");
-    assert_eq!(text(&public, "etc/attributes"), "disk:ssd;public_ip:true;rack:r1\n");
+    assert_eq!(
+        text(&public, "etc/attributes"),
+        "disk:ssd;public_ip:true;rack:r1\n"
+    );
     assert!(text(&agent, "etc/agent.env").contains("BASALT_AGENT_DEFAULT_ROLE=*\n"));
     assert!(text(&public, "etc/agent.env").contains("BASALT_AGENT_DEFAULT_ROLE=slave_public\n"));
     assert!(text(&agent, "etc/agent.env").contains("BASALT_AGENT_RESERVED_MEMORY_MB=2048\n"));
@@ -210,15 +246,27 @@ fn rendered_contents_follow_the_config() {
 fn a_master_picks_its_own_files_by_ip() {
     let f = fixture(&THREE);
     let key = f.secrets.public_key();
-    let v = verify_bundle(&bundle(&f, Role::Master).bytes, &key, Some(Role::Master), None).unwrap();
+    let v = verify_bundle(
+        &bundle(&f, Role::Master).bytes,
+        &key,
+        Some(Role::Master),
+        None,
+    )
+    .unwrap();
     let me: Ipv4Addr = "10.0.0.3".parse().unwrap();
     let files = v.node_files(me).unwrap();
     let names: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert!(names.contains("etc/etcd.env"));
     assert!(names.contains("etc/tls/etcd-peer.key"));
     assert!(names.contains("etc/tls/gateway.key"));
-    assert!(!names.iter().any(|n| n.starts_with("masters/")), "{names:?}");
-    let peer = files.iter().find(|f| f.path == "etc/tls/etcd-peer.crt").unwrap();
+    assert!(
+        !names.iter().any(|n| n.starts_with("masters/")),
+        "{names:?}"
+    );
+    let peer = files
+        .iter()
+        .find(|f| f.path == "etc/tls/etcd-peer.crt")
+        .unwrap();
     assert_eq!(
         peer.data,
         f.secrets
@@ -228,9 +276,16 @@ fn a_master_picks_its_own_files_by_ip() {
             .as_bytes()
     );
     assert!(
-        String::from_utf8(files.iter().find(|f| f.path == "etc/etcd.env").unwrap().data.clone())
-            .unwrap()
-            .contains("ETCD_NAME=master-10.0.0.3\n")
+        String::from_utf8(
+            files
+                .iter()
+                .find(|f| f.path == "etc/etcd.env")
+                .unwrap()
+                .data
+                .clone()
+        )
+        .unwrap()
+        .contains("ETCD_NAME=master-10.0.0.3\n")
     );
     let err = v.node_files("10.0.0.4".parse().unwrap()).unwrap_err();
     assert!(
@@ -252,7 +307,10 @@ fn same_input_and_secrets_give_byte_identical_bundles() {
         let a = bundle(&f, role);
         let b = bundle(&f, role);
         let c = render_bundle(&f.loaded, &reread, role).unwrap();
-        assert!(a.bytes == b.bytes && a.bytes == c.bytes, "{role} bundle differs between runs");
+        assert!(
+            a.bytes == b.bytes && a.bytes == c.bytes,
+            "{role} bundle differs between runs"
+        );
         // Canonical headers: fixed order, mtime 0, root owner, no names.
         let mut ar = tar::Archive::new(&a.bytes[..]);
         let mut order = Vec::new();
@@ -308,7 +366,8 @@ fn another_clusters_key_or_id_is_refused() {
     assert_ne!(ours.secrets.cluster_id(), theirs.secrets.cluster_id());
     for role in Role::ALL {
         let b = bundle(&ours, role);
-        let err = verify_bundle(&b.bytes, &theirs.secrets.public_key(), Some(role), None).unwrap_err();
+        let err =
+            verify_bundle(&b.bytes, &theirs.secrets.public_key(), Some(role), None).unwrap_err();
         assert!(matches!(err, VerifyError::BadSignature), "{role}: {err}");
         let err = verify_bundle(
             &b.bytes,
@@ -333,7 +392,10 @@ fn truncated_or_extended_bundles_are_refused() {
     let key = f.secrets.public_key();
     let b = bundle(&f, Role::Agent);
     // Cut anywhere on a block boundary or inside data: never accepted.
-    for cut in (0..b.bytes.len()).step_by(97).chain([b.bytes.len() - 1, b.bytes.len() - 512]) {
+    for cut in (0..b.bytes.len())
+        .step_by(97)
+        .chain([b.bytes.len() - 1, b.bytes.len() - 512])
+    {
         assert!(
             verify_bundle(&b.bytes[..cut], &key, None, None).is_err(),
             "accepted a bundle cut to {cut} bytes"

@@ -68,18 +68,25 @@ fn check_every_flip(bytes: &[u8], key: &ClusterPublicKey, role: Role, id: &str, 
         let res = verify_bundle(&buf, key, Some(role), Some(id));
         buf[i] ^= mask;
         let err = match res {
-            Ok(_) => panic!("{role}: flipping byte {i} ({region:?}) with {mask:#04x} went unnoticed"),
+            Ok(_) => {
+                panic!("{role}: flipping byte {i} ({region:?}) with {mask:#04x} went unnoticed")
+            }
             Err(e) => e,
         };
         let ok = match (region, &err) {
             (Region::Header(_), VerifyError::BadTarHeader { .. }) => true,
-            (Region::Data(p), VerifyError::BadSignature) => p == MANIFEST_PATH || p == SIGNATURE_PATH,
+            (Region::Data(p), VerifyError::BadSignature) => {
+                p == MANIFEST_PATH || p == SIGNATURE_PATH
+            }
             (Region::Data(p), VerifyError::HashMismatch { path }) => p == path,
             (Region::Padding(p), VerifyError::NonZeroPadding { path }) => p == path,
             (Region::Trailer, VerifyError::BadTrailer { .. }) => true,
             _ => false,
         };
-        assert!(ok, "{role}: byte {i} in {region:?} flipped with {mask:#04x} gave: {err}");
+        assert!(
+            ok,
+            "{role}: byte {i} in {region:?} flipped with {mask:#04x} gave: {err}"
+        );
         let kind = match region {
             Region::Header(_) => "header",
             Region::Data(_) => "data",
@@ -89,7 +96,10 @@ fn check_every_flip(bytes: &[u8], key: &ClusterPublicKey, role: Role, id: &str, 
         *counts.entry(kind).or_default() += 1;
     }
     assert_eq!(buf, bytes);
-    eprintln!("{role}: {} bytes flipped, all detected: {counts:?}", bytes.len());
+    eprintln!(
+        "{role}: {} bytes flipped, all detected: {counts:?}",
+        bytes.len()
+    );
 }
 
 #[test]

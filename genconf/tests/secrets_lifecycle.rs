@@ -10,9 +10,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use basalt_genconf::secrets::{
-    Leaf, RotateTarget, SecretEvent, Secrets, SecretsError, rotate,
-};
+use basalt_genconf::secrets::{Leaf, RotateTarget, SecretEvent, Secrets, SecretsError, rotate};
 use bundle_support::{config, mode, snapshot};
 
 const THREE: [&str; 3] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
@@ -134,7 +132,11 @@ fn certificates_carry_the_right_names_and_chain_to_the_ca() {
                 assert!(eku.server_auth && eku.client_auth, "{leaf}");
             }
             Leaf::Gateway => {
-                for n in ["DNSName(master.mesos)", "DNSName(leader.mesos)", "DNSName(localhost)"] {
+                for n in [
+                    "DNSName(master.mesos)",
+                    "DNSName(leader.mesos)",
+                    "DNSName(localhost)",
+                ] {
                     assert!(names.contains(n), "{n} in {names:?}");
                 }
                 for m in THREE {
@@ -208,7 +210,10 @@ fn changed_master_ips_reissue_only_the_affected_leaves() {
         .filter(|k| after.get(*k) != before.get(*k))
         .map(String::as_str)
         .collect();
-    assert_eq!(changed, BTreeSet::from(["tls/gateway.crt", "tls/gateway.key"]));
+    assert_eq!(
+        changed,
+        BTreeSet::from(["tls/gateway.crt", "tls/gateway.key"])
+    );
     for m in ["10.0.0.1", "10.0.0.2"] {
         assert_eq!(
             s.leaf(Leaf::EtcdPeer(ip(m))).unwrap().cert_pem.as_bytes(),
@@ -281,9 +286,18 @@ fn rotate_replaces_only_the_named_secret() {
         .filter(|f| f.starts_with("tls/"))
         .collect();
     let cases: [(RotateTarget, BTreeSet<String>); 5] = [
-        (RotateTarget::SigningKey, ["signing-key.pem".to_owned()].into()),
-        (RotateTarget::IamKey, ["iam-signing-key.pem".to_owned()].into()),
-        (RotateTarget::JoinCredential, ["join-credential".to_owned()].into()),
+        (
+            RotateTarget::SigningKey,
+            ["signing-key.pem".to_owned()].into(),
+        ),
+        (
+            RotateTarget::IamKey,
+            ["iam-signing-key.pem".to_owned()].into(),
+        ),
+        (
+            RotateTarget::JoinCredential,
+            ["join-credential".to_owned()].into(),
+        ),
         (RotateTarget::Certs, all_leaves.clone()),
         (RotateTarget::Ca, {
             let mut s = all_leaves.clone();
@@ -300,14 +314,22 @@ fn rotate_replaces_only_the_named_secret() {
         let after = snapshot(&dir);
         assert_eq!(changed_files(&before, &after), want, "{target}");
         assert_eq!(r.target, target);
-        assert_eq!(r.replaced.iter().cloned().collect::<BTreeSet<_>>(), want, "{target}");
+        assert_eq!(
+            r.replaced.iter().cloned().collect::<BTreeSet<_>>(),
+            want,
+            "{target}"
+        );
         assert!(r.breaks.len() > 40, "{target}: {}", r.breaks);
         for name in after.keys() {
             assert_eq!(mode(&dir.join(name)), 0o600, "{target}: {name}");
         }
         // The rotated set loads cleanly and keeps the cluster id.
         let reloaded = Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
-        assert!(reloaded.events().is_empty(), "{target}: {:?}", reloaded.events());
+        assert!(
+            reloaded.events().is_empty(),
+            "{target}: {:?}",
+            reloaded.events()
+        );
         assert_eq!(reloaded.cluster_id(), old.cluster_id());
         assert_eq!(
             reloaded.public_key() != old.public_key(),
@@ -334,7 +356,10 @@ fn rotate_refuses_a_folder_without_a_cluster() {
         matches!(&err, SecretsError::Missing { path, .. } if path.ends_with("cluster-id")),
         "{err}"
     );
-    assert!(!dir.join("ca.key").exists(), "rotate must not create secrets");
+    assert!(
+        !dir.join("ca.key").exists(),
+        "rotate must not create secrets"
+    );
 }
 
 /// Writes `bytes` over `name` keeping mode 0600.
@@ -358,7 +383,11 @@ fn a_corrupt_secret_is_an_error_naming_the_file_and_is_left_alone() {
         "tls/etcd-peer-10.0.0.2.key",
     ];
     for name in names {
-        for garbage in [&b"garbage\n"[..], b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", b"\xff\xfe"] {
+        for garbage in [
+            &b"garbage\n"[..],
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            b"\xff\xfe",
+        ] {
             let (_tmp, dir) = fresh();
             Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
             clobber(&dir, name, garbage);
@@ -366,7 +395,11 @@ fn a_corrupt_secret_is_an_error_naming_the_file_and_is_left_alone() {
             let err = Secrets::load_or_create(&dir, &config(&THREE)).unwrap_err();
             match &err {
                 SecretsError::Corrupt { path, .. } => {
-                    assert!(path.ends_with(name), "{name}: error names {}", path.display())
+                    assert!(
+                        path.ends_with(name),
+                        "{name}: error names {}",
+                        path.display()
+                    )
                 }
                 other => panic!("{name}: expected Corrupt, got {other}"),
             }
@@ -410,7 +443,11 @@ fn a_missing_root_secret_of_an_existing_cluster_is_not_recreated() {
             }
             other => panic!("{name}: expected Missing, got {other}"),
         }
-        assert!(err.to_string().contains(&format!("--rotate {}", target.name())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("--rotate {}", target.name())),
+            "{err}"
+        );
         assert!(!dir.join(name).exists(), "{name} must not be re-created");
     }
     // A missing leaf is simply issued.

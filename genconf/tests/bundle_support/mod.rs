@@ -13,8 +13,7 @@ pub const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmFzYWx0LWV4YW1w
 
 pub const IP_DETECT: &str = "#!/bin/sh\n# test ip-detect\nip route get 192.0.2.10 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'\n";
 pub const IP_DETECT_PUBLIC: &str = "#!/bin/sh\necho 203.0.113.7\n";
-pub const FAULT_DOMAIN: &str =
-    "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"r1\"},\"zone\":{\"name\":\"z1\"}}}'\n";
+pub const FAULT_DOMAIN: &str = "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"r1\"},\"zone\":{\"name\":\"z1\"}}}'\n";
 
 /// Config TOML text for `masters`.
 pub fn config_text(masters: &[&str]) -> String {

@@ -60,7 +60,8 @@ impl Attribute {
         if name.is_empty() {
             return Err(ParseError::attribute(token, "attribute name is empty"));
         }
-        let value = Value::parse(value, true).map_err(|e| ParseError::attribute(token, e.to_string()))?;
+        let value =
+            Value::parse(value, true).map_err(|e| ParseError::attribute(token, e.to_string()))?;
         Ok(Attribute {
             name: name.to_owned(),
             value,
@@ -152,10 +153,22 @@ impl<'de> Deserialize<'de> for Attribute {
             },
         };
         let value = match kind {
-            ValueType::Scalar => Value::Scalar(w.scalar.ok_or_else(|| err("type SCALAR requires field 'scalar'"))?),
-            ValueType::Ranges => Value::Ranges(w.ranges.ok_or_else(|| err("type RANGES requires field 'ranges'"))?),
-            ValueType::Set => Value::Set(w.set.ok_or_else(|| err("type SET requires field 'set'"))?),
-            ValueType::Text => Value::Text(w.text.ok_or_else(|| err("type TEXT requires field 'text'"))?.value),
+            ValueType::Scalar => Value::Scalar(
+                w.scalar
+                    .ok_or_else(|| err("type SCALAR requires field 'scalar'"))?,
+            ),
+            ValueType::Ranges => Value::Ranges(
+                w.ranges
+                    .ok_or_else(|| err("type RANGES requires field 'ranges'"))?,
+            ),
+            ValueType::Set => {
+                Value::Set(w.set.ok_or_else(|| err("type SET requires field 'set'"))?)
+            }
+            ValueType::Text => Value::Text(
+                w.text
+                    .ok_or_else(|| err("type TEXT requires field 'text'"))?
+                    .value,
+            ),
         };
         Ok(Attribute { name, value })
     }

@@ -53,9 +53,8 @@ pub use ids::{
 };
 pub use labels::{Label, Labels};
 pub use resource::{
-    AllocationInfo, DiskInfo, DiskKind, DiskRoot, DiskSource, DiskSourceType,
-    FormattedResource, Persistence, ReservationInfo, ReservationType, Resource,
-    ResourceFormat, ResourceValue,
+    AllocationInfo, DiskInfo, DiskKind, DiskRoot, DiskSource, DiskSourceType, FormattedResource,
+    Persistence, ReservationInfo, ReservationType, Resource, ResourceFormat, ResourceValue,
 };
 pub use resources::{FormattedResources, Resources};
 pub use roles::{DEFAULT_ROLE, is_strict_subrole_of, validate_role};

@@ -329,9 +329,13 @@ impl Resource {
     /// An unreserved scalar resource; fails when `value` is not finite, negative or huge.
     pub fn scalar(name: impl Into<String>, value: f64) -> Result<Self, ParseError> {
         let name = name.into();
-        let v = Scalar::try_from_f64(value).map_err(|e| ParseError::resource(&name, e.to_string()))?;
+        let v =
+            Scalar::try_from_f64(value).map_err(|e| ParseError::resource(&name, e.to_string()))?;
         if v.is_negative() {
-            return Err(ParseError::resource(name, "scalar value must not be negative"));
+            return Err(ParseError::resource(
+                name,
+                "scalar value must not be negative",
+            ));
         }
         Ok(Self::new(name, ResourceValue::Scalar(v)))
     }
@@ -526,13 +530,19 @@ impl Resource {
         if self.shared && !self.is_persistent_volume() {
             return Err(err("only persistent volumes can be shared".into()));
         }
-        if let Some(role) = self.allocation_info.as_ref().and_then(|a| a.role.as_deref()) {
+        if let Some(role) = self
+            .allocation_info
+            .as_ref()
+            .and_then(|a| a.role.as_deref())
+        {
             validate_role(role).map_err(|e| err(format!("allocation_info: {e}")))?;
         }
         for (i, r) in self.reservations.iter().enumerate() {
             validate_role(&r.role).map_err(|e| err(format!("reservations[{i}]: {e}")))?;
             if r.role == DEFAULT_ROLE {
-                return Err(err(format!("reservations[{i}]: cannot reserve to role '*'")));
+                return Err(err(format!(
+                    "reservations[{i}]: cannot reserve to role '*'"
+                )));
             }
             if i > 0 {
                 if r.kind == ReservationType::Static {
@@ -818,8 +828,8 @@ impl Serialize for FormattedResource<'_> {
                         principal: one.principal.as_ref(),
                         labels: one.labels.as_ref(),
                     });
-                let keep_stack = self.format == ResourceFormat::Endpoint
-                    || r.reservations.len() > 1;
+                let keep_stack =
+                    self.format == ResourceFormat::Endpoint || r.reservations.len() > 1;
                 let stack: &[ReservationInfo] = if keep_stack { &r.reservations } else { &[] };
                 (role, reservation, stack)
             }

@@ -393,7 +393,12 @@ impl Resources {
     pub fn allocations(&self) -> BTreeMap<String, Resources> {
         let mut out: BTreeMap<String, Resources> = BTreeMap::new();
         for e in &self.entries {
-            if let Some(role) = e.resource.allocation_info.as_ref().and_then(|a| a.role.as_ref()) {
+            if let Some(role) = e
+                .resource
+                .allocation_info
+                .as_ref()
+                .and_then(|a| a.role.as_ref())
+            {
                 out.entry(role.clone())
                     .or_default()
                     .add_entry(e.resource.clone(), e.count);
@@ -404,7 +409,10 @@ impl Resources {
 
     /// Resource names present.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.entries.iter().map(|e| e.resource.name.as_str()).collect()
+        self.entries
+            .iter()
+            .map(|e| e.resource.name.as_str())
+            .collect()
     }
 
     /// Name → type of each resource present.
@@ -499,9 +507,15 @@ impl Resources {
         let non_revocable = self.non_revocable();
         for (name, kind) in non_revocable.types() {
             let v = match kind {
-                ValueType::Scalar => non_revocable.get_scalar(name).map(|s| Json::from(s.as_f64())),
-                ValueType::Ranges => non_revocable.get_ranges(name).map(|r| Json::from(r.to_string())),
-                ValueType::Set => non_revocable.get_set(name).map(|s| Json::from(s.to_string())),
+                ValueType::Scalar => non_revocable
+                    .get_scalar(name)
+                    .map(|s| Json::from(s.as_f64())),
+                ValueType::Ranges => non_revocable
+                    .get_ranges(name)
+                    .map(|r| Json::from(r.to_string())),
+                ValueType::Set => non_revocable
+                    .get_set(name)
+                    .map(|s| Json::from(s.to_string())),
                 ValueType::Text => None,
             };
             if let Some(v) = v {
@@ -537,12 +551,15 @@ impl Resources {
     /// Resources without a role get `default_role` (Mesos' deprecated
     /// `--default_role`). Every resource is validated; empty ones are dropped and
     /// repeated ones merged.
-    pub fn parse_with_default_role(text: &str, default_role: &str) -> Result<Resources, ParseError> {
+    pub fn parse_with_default_role(
+        text: &str,
+        default_role: &str,
+    ) -> Result<Resources, ParseError> {
         validate_role(default_role)?;
         let trimmed = text.trim();
         let list = if trimmed.starts_with('[') {
-            let mut raw: Vec<Map<String, Json>> = serde_json::from_str(trimmed)
-                .map_err(|source| ParseError::Json {
+            let mut raw: Vec<Map<String, Json>> =
+                serde_json::from_str(trimmed).map_err(|source| ParseError::Json {
                     what: "resources",
                     source,
                 })?;
@@ -578,7 +595,9 @@ fn parse_token(token: &str, default_role: &str) -> Result<Resource, ParseError> 
     // Like Mesos' `strings::tokenize(token, ":")`: empty pieces are skipped.
     let parts: Vec<&str> = token.split(':').filter(|p| !p.is_empty()).collect();
     let [head, value] = parts.as_slice() else {
-        return Err(bad("expecting exactly one ':' between name and value".into()));
+        return Err(bad(
+            "expecting exactly one ':' between name and value".into()
+        ));
     };
     let (name, role) = match head.find('(') {
         None => (head.trim(), default_role),

@@ -64,7 +64,9 @@ mod tests {
         for ok in ["*", "slave_public", "eng/frontend", "a.b", "r-1"] {
             validate_role(ok).unwrap();
         }
-        for bad in ["", "/a", "a/", "a//b", ".", "a/..", "-a", "a/-b", "a b", "a/*", "a\tb"] {
+        for bad in [
+            "", "/a", "a/", "a//b", ".", "a/..", "-a", "a/-b", "a b", "a/*", "a\tb",
+        ] {
             let e = validate_role(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("'{bad}'")), "{e}");
         }

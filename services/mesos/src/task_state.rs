@@ -121,13 +121,20 @@ impl TaskState {
     /// True for the states Mesos only sends to PARTITION_AWARE frameworks.
     pub fn is_partition_aware_only(self) -> bool {
         use TaskState::*;
-        matches!(self, Dropped | Unreachable | Gone | GoneByOperator | Unknown)
+        matches!(
+            self,
+            Dropped | Unreachable | Gone | GoneByOperator | Unknown
+        )
     }
 
     /// The state as a framework sees it: non-PARTITION_AWARE frameworks get TASK_LOST
     /// instead of DROPPED/UNREACHABLE/GONE/GONE_BY_OPERATOR/UNKNOWN; frameworks without
     /// TASK_KILLING_STATE get no KILLING update at all (`None`).
-    pub fn for_framework(self, partition_aware: bool, task_killing_state: bool) -> Option<TaskState> {
+    pub fn for_framework(
+        self,
+        partition_aware: bool,
+        task_killing_state: bool,
+    ) -> Option<TaskState> {
         if self == TaskState::Killing && !task_killing_state {
             return None;
         }
@@ -407,7 +414,10 @@ mod tests {
         assert_eq!(r, TaskStatusReason::AgentRemoved);
         let r: TaskStatusReason = serde_json::from_str("\"REASON_SOMETHING_NEW\"").unwrap();
         assert_eq!(r, TaskStatusReason::Other("REASON_SOMETHING_NEW".into()));
-        assert_eq!(serde_json::to_string(&r).unwrap(), "\"REASON_SOMETHING_NEW\"");
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            "\"REASON_SOMETHING_NEW\""
+        );
         for k in TaskStatusReason::KNOWN {
             assert_eq!(TaskStatusReason::from(k.as_str()), *k);
         }

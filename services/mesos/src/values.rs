@@ -769,11 +769,11 @@ mod tests {
 
     #[test]
     fn scalar_json() {
+        assert_eq!(serde_json::to_string(&s(1.5)).unwrap(), r#"{"value":1.5}"#);
         assert_eq!(
-            serde_json::to_string(&s(1.5)).unwrap(),
-            r#"{"value":1.5}"#
+            serde_json::from_str::<Scalar>(r#"{"value":4}"#).unwrap(),
+            s(4.0)
         );
-        assert_eq!(serde_json::from_str::<Scalar>(r#"{"value":4}"#).unwrap(), s(4.0));
     }
 
     #[test]
@@ -784,7 +784,10 @@ mod tests {
             Range::new(10, 12).unwrap(),
             Range::new(11, 20).unwrap(),
         ]);
-        assert_eq!(r.ranges(), &[Range::new(1, 4).unwrap(), Range::new(10, 20).unwrap()]);
+        assert_eq!(
+            r.ranges(),
+            &[Range::new(1, 4).unwrap(), Range::new(10, 20).unwrap()]
+        );
         assert_eq!(r.to_string(), "[1-4, 10-20]");
         assert_eq!(r.count(), 15);
     }
@@ -822,14 +825,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("begin greater than end"), "{e}");
-        assert_eq!(serde_json::from_str::<Ranges>("{}").unwrap(), Ranges::empty());
+        assert_eq!(
+            serde_json::from_str::<Ranges>("{}").unwrap(),
+            Ranges::empty()
+        );
     }
 
     #[test]
     fn set_text_and_json() {
         let set = Set::parse("{b, a,a}").unwrap();
         assert_eq!(set.to_string(), "{a, b}");
-        assert_eq!(serde_json::to_string(&set).unwrap(), r#"{"item":["a","b"]}"#);
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            r#"{"item":["a","b"]}"#
+        );
         assert!(Set::parse("{a").is_err());
     }
 
@@ -838,12 +847,18 @@ mod tests {
         assert_eq!(Value::parse("8", false).unwrap(), Value::Scalar(s(8.0)));
         assert_eq!(Value::parse(" 1.5 ", false).unwrap(), Value::Scalar(s(1.5)));
         assert_eq!(Value::parse("r1", false).unwrap(), Value::Text("r1".into()));
-        assert_eq!(Value::parse("1e5", false).unwrap(), Value::Text("1e5".into()));
+        assert_eq!(
+            Value::parse("1e5", false).unwrap(),
+            Value::Text("1e5".into())
+        );
         assert_eq!(
             Value::parse("[1-10]", false).unwrap().value_type(),
             ValueType::Ranges
         );
-        assert_eq!(Value::parse("{a,b}", false).unwrap().value_type(), ValueType::Set);
+        assert_eq!(
+            Value::parse("{a,b}", false).unwrap().value_type(),
+            ValueType::Set
+        );
         assert!(Value::parse("10.0.0.1", false).is_err());
         assert_eq!(
             Value::parse("10.0.0.1", true).unwrap(),

@@ -161,7 +161,10 @@ mod tests {
                 .is_ok()
         );
         let empty: [&str; 0] = [];
-        assert_eq!(field(StoreConfig::new(empty).validate().unwrap_err()), "endpoints");
+        assert_eq!(
+            field(StoreConfig::new(empty).validate().unwrap_err()),
+            "endpoints"
+        );
         assert_eq!(
             field(StoreConfig::new(["localhost"]).validate().unwrap_err()),
             "endpoints"
@@ -181,7 +184,12 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("http:// but tls"), "{err}");
         assert_eq!(
-            field(StoreConfig::new(["a:1"]).with_prefix("basalt").validate().unwrap_err()),
+            field(
+                StoreConfig::new(["a:1"])
+                    .with_prefix("basalt")
+                    .validate()
+                    .unwrap_err()
+            ),
             "prefix"
         );
         let mut c = StoreConfig::new(["a:1"]);
@@ -191,6 +199,9 @@ mod tests {
             StoreConfig::new(["a:1"]).with_tls(tls).client_endpoints(),
             vec!["https://a:1"]
         );
-        assert_eq!(StoreConfig::new(["a:1"]).client_endpoints(), vec!["http://a:1"]);
+        assert_eq!(
+            StoreConfig::new(["a:1"]).client_endpoints(),
+            vec!["http://a:1"]
+        );
     }
 }

@@ -29,10 +29,10 @@
 //! Resigning ([`Leadership::resign`]) revokes the lease so the next candidate takes over
 //! at once; dropping a [`Leadership`] (or a crash) hands over after the TTL.
 
+use crate::StoreError;
 use crate::keys::{Key, Prefix};
 use crate::lease::{Lease, LeaseWatcher, LossReason};
 use crate::store::{Store, to_version};
-use crate::StoreError;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -243,7 +243,10 @@ impl Election {
     }
 }
 
-async fn leader_at(store: &Store, prefix: &Prefix) -> Result<(Option<LeaderInfo>, u64), StoreError> {
+async fn leader_at(
+    store: &Store,
+    prefix: &Prefix,
+) -> Result<(Option<LeaderInfo>, u64), StoreError> {
     let full_prefix = store.full_prefix(prefix);
     let (first, rev) = store.first_created(&full_prefix, None, false).await?;
     let info = match first {
@@ -295,9 +298,13 @@ async fn observe_task(
                             watch = w;
                             break;
                         }
-                        Err(e) => tracing::warn!(prefix = %prefix, error = %e, "re-watching leader failed"),
+                        Err(e) => {
+                            tracing::warn!(prefix = %prefix, error = %e, "re-watching leader failed")
+                        }
                     },
-                    Err(e) => tracing::warn!(prefix = %prefix, error = %e, "reading the leader failed"),
+                    Err(e) => {
+                        tracing::warn!(prefix = %prefix, error = %e, "reading the leader failed")
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             },
@@ -347,7 +354,10 @@ async fn monitor(
     tx: watch::Sender<Option<LeadershipLost>>,
 ) {
     let deleted = async {
-        let mut w = match store.watch_key::<serde::de::IgnoredAny>(&key, revision + 1).await {
+        let mut w = match store
+            .watch_key::<serde::de::IgnoredAny>(&key, revision + 1)
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 // Without a watch we cannot see a deletion; the lease still protects us.

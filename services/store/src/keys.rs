@@ -99,8 +99,7 @@ fn unescape_segment(raw: &str, whole: &str) -> Result<String, StoreError> {
                 let hex = raw
                     .get(i + 1..i + 3)
                     .ok_or_else(|| invalid("truncated %-escape"))?;
-                let byte =
-                    u8::from_str_radix(hex, 16).map_err(|_| invalid("bad %-escape"))?;
+                let byte = u8::from_str_radix(hex, 16).map_err(|_| invalid("bad %-escape"))?;
                 out.push(byte);
                 i += 3;
             }
@@ -400,7 +399,9 @@ mod tests {
             "marathon/apps/%2Fprod%2Fweb"
         );
         assert_eq!(
-            Key::leader_candidate("master", "00000000000000ab").unwrap().as_str(),
+            Key::leader_candidate("master", "00000000000000ab")
+                .unwrap()
+                .as_str(),
             "leader/master/00000000000000ab"
         );
         assert_eq!(Prefix::tasks_of("fw").unwrap().as_str(), "master/tasks/fw/");
@@ -411,7 +412,10 @@ mod tests {
     fn escaping_round_trips() {
         for id in ["/a/b", "100%", "x\ny", "ünï/cødé", "a%2Fb", "."] {
             let key = Key::marathon_app(id).unwrap();
-            assert!(!key.as_str()["marathon/apps/".len()..].contains('/'), "{key}");
+            assert!(
+                !key.as_str()["marathon/apps/".len()..].contains('/'),
+                "{key}"
+            );
             assert_eq!(key.name(), id);
             assert_eq!(key.segments(), vec!["marathon", "apps", id]);
             let reparsed = Key::parse(key.as_str()).unwrap();

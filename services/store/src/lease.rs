@@ -105,9 +105,10 @@ impl Store {
             .unwrap_or(i64::MAX)
             .max(1);
         let started = Instant::now();
-        let mut lc = self.client().lease_client();
         let resp = self
-            .call("lease grant", "", lc.grant(secs, None))
+            .call("lease grant", "", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
             .await?;
         let id = resp.id();
         let granted = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(1).max(1));
@@ -119,7 +120,11 @@ impl Store {
             started + granted,
             tx.clone(),
         ));
-        tracing::debug!(lease = format_args!("{id:x}"), ttl_s = granted.as_secs(), "lease granted");
+        tracing::debug!(
+            lease = format_args!("{id:x}"),
+            ttl_s = granted.as_secs(),
+            "lease granted"
+        );
         Ok(Lease {
             id,
             ttl: granted,
@@ -168,10 +173,12 @@ impl Lease {
     /// Revokes the lease now: every key attached to it is deleted.
     pub async fn revoke(self) -> Result<(), StoreError> {
         self.task.abort();
-        let mut lc = self.store.client().lease_client();
+        let id = self.id;
         let res = self
             .store
-            .call("lease revoke", "", lc.revoke(self.id))
+            .call("lease revoke", "", |mut c| async move {
+                c.lease_revoke(id).await
+            })
             .await;
         match res {
             Ok(_) => {}
@@ -209,12 +216,13 @@ async fn keep_alive(
             return lost(&tx, id, LossReason::Unreachable);
         }
         let sent = Instant::now();
-        let mut lc = store.client().lease_client();
-        let opened = tokio::time::timeout_at(deadline, lc.keep_alive(id)).await;
+        let (idx, mut client) = store.pick();
+        let opened = tokio::time::timeout_at(deadline, client.lease_keep_alive(id)).await;
         let (mut keeper, mut stream) = match opened {
             Err(_) => return lost(&tx, id, LossReason::Unreachable),
             Ok(Err(e)) if is_not_found(&e) => return lost(&tx, id, LossReason::Expired),
             Ok(Err(e)) => {
+                store.failed(idx);
                 tracing::debug!(lease = format_args!("{id:x}"), error = %e, "keep-alive stream failed, retrying");
                 tokio::time::sleep(retry.min(deadline.saturating_duration_since(Instant::now())))
                     .await;
@@ -233,6 +241,7 @@ async fn keep_alive(
                 return lost(&tx, id, LossReason::Unreachable);
             }
             if let Err(e) = keeper.keep_alive().await {
+                store.failed(idx);
                 tracing::debug!(lease = format_args!("{id:x}"), error = %e, "keep-alive send failed");
                 continue 'connect;
             }
@@ -245,8 +254,12 @@ async fn keep_alive(
                     let granted = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(1));
                     deadline = sent + granted;
                 }
-                Ok(Ok(None)) => continue 'connect,
+                Ok(Ok(None)) => {
+                    store.failed(idx);
+                    continue 'connect;
+                }
                 Ok(Err(e)) => {
+                    store.failed(idx);
                     tracing::debug!(lease = format_args!("{id:x}"), error = %e, "keep-alive stream broke");
                     continue 'connect;
                 }

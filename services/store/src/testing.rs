@@ -119,7 +119,11 @@ pub fn etcd_binary() -> Option<PathBuf> {
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, HarnessError>
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, HarnessError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -209,16 +213,21 @@ impl TestCa {
     pub fn issue(&self, common_name: &str) -> Result<(String, String), HarnessError> {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err(common_name))?;
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(cert_err(common_name))?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .map_err(cert_err(common_name))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).map_err(cert_err(common_name))?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(cert_err(common_name))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -231,8 +240,10 @@ impl TestCa {
             cert: dir.join(format!("{name}.crt")),
             key: dir.join(format!("{name}.key")),
         };
-        std::fs::write(&files.ca, &self.pem).map_err(io(format!("writing {}", files.ca.display())))?;
-        std::fs::write(&files.cert, cert).map_err(io(format!("writing {}", files.cert.display())))?;
+        std::fs::write(&files.ca, &self.pem)
+            .map_err(io(format!("writing {}", files.ca.display())))?;
+        std::fs::write(&files.cert, cert)
+            .map_err(io(format!("writing {}", files.cert.display())))?;
         std::fs::write(&files.key, key).map_err(io(format!("writing {}", files.key.display())))?;
         Ok(files)
     }
@@ -364,7 +375,10 @@ impl EtcdCluster {
         Self::builder().members(members).tls(true).start().await
     }
 
-    async fn try_start(binary: &Path, opts: &EtcdClusterBuilder) -> Result<EtcdCluster, HarnessError> {
+    async fn try_start(
+        binary: &Path,
+        opts: &EtcdClusterBuilder,
+    ) -> Result<EtcdCluster, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("basalt-etcd-")
             .tempdir()
@@ -416,7 +430,14 @@ impl EtcdCluster {
             .map(|m| endpoint(m.client_port, opts.tls))
             .collect();
         for i in 0..n {
-            wait_member(&mut cluster.members, i, tls.as_ref(), &opts.prefix, START_TIMEOUT).await?;
+            wait_member(
+                &mut cluster.members,
+                i,
+                tls.as_ref(),
+                &opts.prefix,
+                START_TIMEOUT,
+            )
+            .await?;
         }
         let mut config = StoreConfig::new(endpoints).with_prefix(opts.prefix.clone());
         config.tls = tls.clone();
@@ -545,7 +566,14 @@ impl EtcdCluster {
             &self.token,
             tls,
         )?;
-        wait_member(&mut self.members, index, self.tls.as_ref(), &self.prefix, START_TIMEOUT).await?;
+        wait_member(
+            &mut self.members,
+            index,
+            self.tls.as_ref(),
+            &self.prefix,
+            START_TIMEOUT,
+        )
+        .await?;
         tracing::info!(member = %self.members[index].name, "etcd member restarted");
         Ok(())
     }
@@ -638,9 +666,11 @@ fn spawn(
             .arg(dir.join("server-ca.crt"))
             .arg("--client-cert-auth");
     }
-    let child = cmd
-        .spawn()
-        .map_err(io(format!("starting {} for member {}", binary.display(), m.name)))?;
+    let child = cmd.spawn().map_err(io(format!(
+        "starting {} for member {}",
+        binary.display(),
+        m.name
+    )))?;
     m.child = Some(child);
     Ok(())
 }

@@ -127,13 +127,23 @@ impl TxnBuilder {
     }
 
     /// Write `key` attached to `lease`.
-    pub fn put_with_lease<T: Serialize + ?Sized>(mut self, key: &Key, value: &T, lease: &Lease) -> Self {
+    pub fn put_with_lease<T: Serialize + ?Sized>(
+        mut self,
+        key: &Key,
+        value: &T,
+        lease: &Lease,
+    ) -> Self {
         self.push_put(key, value, Some(lease.id()));
         self
     }
 
     /// Write `key` if it is at version `expected` (0: create).
-    pub fn put_if_version<T: Serialize + ?Sized>(self, key: &Key, value: &T, expected: u64) -> Self {
+    pub fn put_if_version<T: Serialize + ?Sized>(
+        self,
+        key: &Key,
+        value: &T,
+        expected: u64,
+    ) -> Self {
         self.require_version(key, expected).put(key, value)
     }
 
@@ -161,8 +171,10 @@ impl TxnBuilder {
         let full = self.store.full_prefix(prefix);
         self.note_write(&full);
         let end = prefix_range_end(full.as_bytes());
-        self.ops
-            .push(TxnOp::delete(full, Some(DeleteOptions::new().with_range(end))));
+        self.ops.push(TxnOp::delete(
+            full,
+            Some(DeleteOptions::new().with_range(end)),
+        ));
         self
     }
 

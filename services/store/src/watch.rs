@@ -24,13 +24,15 @@
 //! ```
 //!
 //! Items are `Result`s. A value that does not decode yields [`StoreError::Decode`] and
-//! the stream goes on. If the revision to resume from has been compacted, the stream
-//! yields [`StoreError::Compacted`] and ends: list again and start a new watch. While
+//! the stream goes on. If the revision to start or resume from has been compacted, the
+//! stream yields [`StoreError::Compacted`] (as its first item when the start revision was
+//! already compacted: etcd creates the watch, then cancels it) and ends: list again and
+//! start a new watch from the listing's revision + 1. While
 //! etcd is unreachable the stream waits and retries (logging at `warn`); it does not end.
 
+use crate::StoreError;
 use crate::keys::{Key, Prefix, prefix_range_end};
 use crate::store::{Store, Versioned, to_rev, to_version};
-use crate::StoreError;
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use futures::Stream;
 use futures::stream::BoxStream;
@@ -103,6 +105,8 @@ struct State<T> {
     range_end: Option<Vec<u8>>,
     next_rev: i64,
     stream: Option<WatchStream>,
+    /// The endpoint index the stream is on.
+    endpoint: usize,
     pending: VecDeque<Result<WatchEvent<T>, StoreError>>,
     done: bool,
     failures: u32,
@@ -111,7 +115,11 @@ struct State<T> {
 impl Store {
     /// Watches every key under `prefix`, starting at revision `from_revision` (inclusive).
     /// `0` means "changes after now".
-    pub async fn watch<T>(&self, prefix: &Prefix, from_revision: u64) -> Result<Watch<T>, StoreError>
+    pub async fn watch<T>(
+        &self,
+        prefix: &Prefix,
+        from_revision: u64,
+    ) -> Result<Watch<T>, StoreError>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -125,7 +133,8 @@ impl Store {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        self.watch_range(self.full_key(key), None, from_revision).await
+        self.watch_range(self.full_key(key), None, from_revision)
+            .await
     }
 
     async fn watch_range<T>(
@@ -150,6 +159,7 @@ impl Store {
             range_end,
             next_rev: to_rev(next_rev),
             stream: None,
+            endpoint: 0,
             pending: VecDeque::new(),
             done: false,
             failures: 0,
@@ -172,20 +182,27 @@ impl<T: DeserializeOwned> State<T> {
         if let Some(end) = &self.range_end {
             opts = opts.with_range(end.clone());
         }
-        let mut wc = self.store.client().watch_client();
-        let mut stream = self
+        // Opening the stream and reading its `created` answer is one request for the
+        // failover logic: a member that cannot serve moves us to the next endpoint.
+        self.endpoint = self.store.pick().0;
+        let (stream, first) = self
             .store
-            .call("watch", &self.start, wc.watch(self.start.clone(), Some(opts)))
-            .await?;
-        // etcd answers a create request with a `created` response first; a compacted
-        // start revision shows up right after it as a cancel.
-        let first = self
-            .store
-            .call("watch", &self.start, stream.message())
+            .call("watch", &self.start, |mut c| {
+                let (key, opts) = (self.start.clone(), opts.clone());
+                async move {
+                    let mut stream = c.watch(key, Some(opts)).await?;
+                    // etcd answers a create request with a `created` response first; a
+                    // compacted start revision shows up right after it as a cancel.
+                    let first = stream.message().await?;
+                    Ok((stream, first))
+                }
+            })
             .await?;
         match first {
             Some(resp) if resp.created() && !resp.canceled() => Ok(stream),
-            Some(resp) if resp.compact_revision() > 0 => Err(self.compacted(resp.compact_revision())),
+            Some(resp) if resp.compact_revision() > 0 => {
+                Err(self.compacted(resp.compact_revision()))
+            }
             Some(resp) => Err(StoreError::Unavailable {
                 endpoints: self.store.endpoints().to_string(),
                 op: "watch",
@@ -250,6 +267,7 @@ impl<T: DeserializeOwned> State<T> {
                             return Some(Err(self.compacted(resp.compact_revision())));
                         }
                         tracing::warn!(key = %self.start, reason = resp.cancel_reason(), "watch canceled by etcd, resuming");
+                        self.store.failed(self.endpoint);
                         self.backoff().await;
                         continue;
                     }
@@ -263,7 +281,9 @@ impl<T: DeserializeOwned> State<T> {
                         let item = match self.store.relative_key(kv.key()) {
                             Err(e) => Err(e),
                             Ok(key) => match ev.event_type() {
-                                EventType::Put => Store::decode(kv).map(|value| WatchEvent::Put { key, value }),
+                                EventType::Put => {
+                                    Store::decode(kv).map(|value| WatchEvent::Put { key, value })
+                                }
                                 EventType::Delete => Ok(WatchEvent::Delete {
                                     key,
                                     version: to_version(rev),
@@ -279,10 +299,12 @@ impl<T: DeserializeOwned> State<T> {
                 }
                 Ok(None) => {
                     tracing::warn!(key = %self.start, "watch stream ended, resuming");
+                    self.store.failed(self.endpoint);
                     self.stream = None;
                 }
                 Err(e) => {
                     tracing::warn!(key = %self.start, error = %e, "watch stream broke, resuming");
+                    self.store.failed(self.endpoint);
                     self.stream = None;
                     self.backoff().await;
                 }

@@ -52,7 +52,10 @@ async fn put_get_delete_round_trip_with_versions() {
     );
 
     assert!(store.delete(&key).await.unwrap());
-    assert!(!store.delete(&key).await.unwrap(), "second delete finds nothing");
+    assert!(
+        !store.delete(&key).await.unwrap(),
+        "second delete finds nothing"
+    );
     assert_eq!(store.get::<Agent>(&key).await.unwrap(), None);
 }
 
@@ -84,7 +87,10 @@ async fn put_if_version_is_compare_and_set() {
         err.to_string(),
         format!("conflict on /basalt/v1/master/frameworks/fw-1: expected version {v1}, found {v2}")
     );
-    assert_eq!(store.get::<String>(&key).await.unwrap().unwrap().value, "second");
+    assert_eq!(
+        store.get::<String>(&key).await.unwrap().unwrap().value,
+        "second"
+    );
 
     // Expecting a version of an absent key reports found 0.
     let absent = Key::framework("nope").unwrap();
@@ -95,7 +101,13 @@ async fn put_if_version_is_compare_and_set() {
     assert_eq!(store.get::<String>(&absent).await.unwrap(), None);
 
     // delete_if_version: stale fails, current succeeds.
-    assert!(store.delete_if_version(&key, v1).await.unwrap_err().is_conflict());
+    assert!(
+        store
+            .delete_if_version(&key, v1)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
     store.delete_if_version(&key, v2).await.unwrap();
     assert_eq!(store.get::<String>(&key).await.unwrap(), None);
     let err = store.delete_if_version(&key, 0).await.unwrap_err();
@@ -133,7 +145,10 @@ async fn list_is_a_consistent_paged_snapshot() {
     let n = 1203;
     let mut txn = store.txn();
     for i in 0..n {
-        txn = txn.put(&Key::agent(&format!("agent-{i:05}")).unwrap(), &agent(&format!("h{i}")));
+        txn = txn.put(
+            &Key::agent(&format!("agent-{i:05}")).unwrap(),
+            &agent(&format!("h{i}")),
+        );
         if txn.len() == 100 {
             txn.commit().await.unwrap();
             txn = store.txn();
@@ -141,9 +156,15 @@ async fn list_is_a_consistent_paged_snapshot() {
     }
     txn.commit().await.unwrap();
     // Neighbours that must not show up.
-    store.put(&Key::framework("f").unwrap(), &"fw").await.unwrap();
     store
-        .put(&Key::from_segments(["master", "agentsX"]).unwrap(), &"not an agent")
+        .put(&Key::framework("f").unwrap(), &"fw")
+        .await
+        .unwrap();
+    store
+        .put(
+            &Key::from_segments(["master", "agentsX"]).unwrap(),
+            &"not an agent",
+        )
         .await
         .unwrap();
 
@@ -158,13 +179,35 @@ async fn list_is_a_consistent_paged_snapshot() {
     assert_eq!(listing.revision, store.revision().await.unwrap());
 
     // A write after the listing is not in it, and has a later version.
-    let later = store.put(&Key::agent("zzz").unwrap(), &agent("late")).await.unwrap();
+    let later = store
+        .put(&Key::agent("zzz").unwrap(), &agent("late"))
+        .await
+        .unwrap();
     assert!(later > listing.revision);
-    assert_eq!(store.list_keys(&Prefix::agents()).await.unwrap().len(), n + 1);
+    assert_eq!(
+        store.list_keys(&Prefix::agents()).await.unwrap().len(),
+        n + 1
+    );
 
-    assert_eq!(store.delete_prefix(&Prefix::agents()).await.unwrap(), (n + 1) as u64);
-    assert!(store.list::<Agent>(&Prefix::agents()).await.unwrap().items.is_empty());
-    assert!(store.get::<String>(&Key::framework("f").unwrap()).await.unwrap().is_some());
+    assert_eq!(
+        store.delete_prefix(&Prefix::agents()).await.unwrap(),
+        (n + 1) as u64
+    );
+    assert!(
+        store
+            .list::<Agent>(&Prefix::agents())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .get::<String>(&Key::framework("f").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -172,22 +215,37 @@ async fn task_prefixes_do_not_leak_between_frameworks_and_escape_ids() {
     let etcd = etcd_or_skip!(EtcdCluster::start(1));
     let store = etcd.store();
     store.put(&Key::task("a", "t1").unwrap(), &1).await.unwrap();
-    store.put(&Key::task("a", "t/2").unwrap(), &2).await.unwrap();
-    store.put(&Key::task("ab", "t1").unwrap(), &3).await.unwrap();
-    let a = store.list::<i32>(&Prefix::tasks_of("a").unwrap()).await.unwrap();
+    store
+        .put(&Key::task("a", "t/2").unwrap(), &2)
+        .await
+        .unwrap();
+    store
+        .put(&Key::task("ab", "t1").unwrap(), &3)
+        .await
+        .unwrap();
+    let a = store
+        .list::<i32>(&Prefix::tasks_of("a").unwrap())
+        .await
+        .unwrap();
     let ids: Vec<(String, i32)> = a.items.iter().map(|(k, v)| (k.name(), v.value)).collect();
     assert_eq!(ids, vec![("t/2".to_string(), 2), ("t1".to_string(), 1)]);
     let all = store.list::<i32>(&Prefix::tasks()).await.unwrap();
     assert_eq!(all.items.len(), 3);
     let (key, _) = &all.items[2];
-    assert_eq!(key.strip_prefix(&Prefix::tasks()).unwrap(), vec!["ab", "t1"]);
+    assert_eq!(
+        key.strip_prefix(&Prefix::tasks()).unwrap(),
+        vec!["ab", "t1"]
+    );
 
     // Marathon app ids carry slashes; they survive the round trip through etcd.
     store
         .put(&Key::marathon_app("/prod/web").unwrap(), &"app")
         .await
         .unwrap();
-    let apps = store.list::<String>(&Prefix::marathon_apps()).await.unwrap();
+    let apps = store
+        .list::<String>(&Prefix::marathon_apps())
+        .await
+        .unwrap();
     assert_eq!(apps.items[0].0.name(), "/prod/web");
 }
 
@@ -211,8 +269,13 @@ async fn decode_errors_name_the_key_and_field() {
 
     // Raw non-JSON bytes written by someone else.
     let mut raw = store.client().clone();
-    raw.put("/basalt/v1/master/agents/raw", "not json", None).await.unwrap();
-    let err = store.get::<Agent>(&Key::agent("raw").unwrap()).await.unwrap_err();
+    raw.put("/basalt/v1/master/agents/raw", "not json", None)
+        .await
+        .unwrap();
+    let err = store
+        .get::<Agent>(&Key::agent("raw").unwrap())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("master/agents/raw"), "{err}");
 }
 
@@ -239,14 +302,21 @@ async fn multi_key_txn_applies_all_or_nothing() {
         .await
         .unwrap_err();
     match err {
-        StoreError::Conflict { key, expected, found } => {
+        StoreError::Conflict {
+            key,
+            expected,
+            found,
+        } => {
             assert_eq!(key, "/basalt/v1/master/tasks/fw/old");
             assert_eq!(expected, old_v + 1000);
             assert_eq!(found, old_v);
         }
         other => panic!("{other}"),
     }
-    assert_eq!(store.get::<String>(&fw).await.unwrap().unwrap().value, "framework v1");
+    assert_eq!(
+        store.get::<String>(&fw).await.unwrap().unwrap().value,
+        "framework v1"
+    );
     assert!(store.get::<String>(&t1).await.unwrap().is_none());
     assert!(store.get::<String>(&t2).await.unwrap().is_none());
     assert!(store.get::<String>(&old).await.unwrap().is_some());
@@ -261,9 +331,18 @@ async fn multi_key_txn_applies_all_or_nothing() {
         .commit()
         .await
         .unwrap();
-    assert_eq!(store.get::<String>(&fw).await.unwrap().unwrap().version, rev);
-    assert_eq!(store.get::<String>(&t1).await.unwrap().unwrap().version, rev);
-    assert_eq!(store.get::<String>(&t2).await.unwrap().unwrap().version, rev);
+    assert_eq!(
+        store.get::<String>(&fw).await.unwrap().unwrap().version,
+        rev
+    );
+    assert_eq!(
+        store.get::<String>(&t1).await.unwrap().unwrap().version,
+        rev
+    );
+    assert_eq!(
+        store.get::<String>(&t2).await.unwrap().unwrap().version,
+        rev
+    );
     assert!(store.get::<String>(&old).await.unwrap().is_none());
 
     // delete_prefix inside a txn.
@@ -282,7 +361,13 @@ async fn invalid_transactions_are_refused_before_sending() {
     let etcd = etcd_or_skip!(EtcdCluster::start(1));
     let store = etcd.store();
     let k = Key::agent("dup").unwrap();
-    let err = store.txn().put(&k, &1).put(&k, &2).commit().await.unwrap_err();
+    let err = store
+        .txn()
+        .put(&k, &1)
+        .put(&k, &2)
+        .commit()
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidTxn { .. }), "{err}");
     assert!(err.to_string().contains("master/agents/dup"), "{err}");
 
@@ -297,21 +382,34 @@ async fn invalid_transactions_are_refused_before_sending() {
     // A value that cannot be JSON (map with non-string keys) names its key.
     let mut bad = std::collections::HashMap::new();
     bad.insert((1, 2), "x");
-    let err = store.txn().put(&Key::agent("enc").unwrap(), &bad).commit().await.unwrap_err();
+    let err = store
+        .txn()
+        .put(&Key::agent("enc").unwrap(), &bad)
+        .commit()
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Encode { .. }), "{err}");
     assert!(err.to_string().contains("master/agents/enc"), "{err}");
-    let err = store.put(&Key::agent("enc").unwrap(), &bad).await.unwrap_err();
+    let err = store
+        .put(&Key::agent("enc").unwrap(), &bad)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Encode { .. }), "{err}");
 
     // An empty txn just reports the current revision.
-    assert_eq!(store.txn().commit().await.unwrap(), store.revision().await.unwrap());
+    assert_eq!(
+        store.txn().commit().await.unwrap(),
+        store.revision().await.unwrap()
+    );
 }
 
 #[tokio::test]
 async fn prefixes_isolate_stores_sharing_one_etcd() {
     let etcd = etcd_or_skip!(EtcdCluster::start(1));
     let a = etcd.store();
-    let b = Store::connect(etcd.config().with_prefix("/other/v1/")).await.unwrap();
+    let b = Store::connect(etcd.config().with_prefix("/other/v1/"))
+        .await
+        .unwrap();
     let key = Key::cluster_id();
     a.put(&key, &"A").await.unwrap();
     assert_eq!(b.get::<String>(&key).await.unwrap(), None);
@@ -335,7 +433,10 @@ async fn connect_errors_name_endpoint_field_or_file() {
     let err = Store::connect(StoreConfig::new(["127.0.0.1:1"]).with_tls(missing))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::TlsFile { field: "ca", .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::TlsFile { field: "ca", .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 
     // Nothing listens on this port: unavailable, naming the endpoint, within the dial
@@ -348,5 +449,9 @@ async fn connect_errors_name_endpoint_field_or_file() {
     config.dial_timeout = Duration::from_millis(500);
     let err = Store::connect(config).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
-    assert!(err.to_string().contains(&format!("http://127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("http://127.0.0.1:{port}")),
+        "{err}"
+    );
 }

@@ -26,7 +26,10 @@ async fn list_then_watch_sees_every_later_change_once_in_order() {
     assert_eq!(listing.items.len(), 1);
     // Written between the listing and the watch: must still be seen.
     let v1 = store.put(&Key::agent("a1").unwrap(), &1).await.unwrap();
-    let mut w = store.watch::<i32>(&Prefix::agents(), listing.revision + 1).await.unwrap();
+    let mut w = store
+        .watch::<i32>(&Prefix::agents(), listing.revision + 1)
+        .await
+        .unwrap();
     let v2 = store.put(&Key::agent("a2").unwrap(), &2).await.unwrap();
     store.put(&Key::framework("f").unwrap(), &99).await.unwrap(); // outside the prefix
     let v3 = store.put(&Key::agent("a1").unwrap(), &11).await.unwrap();
@@ -42,15 +45,24 @@ async fn list_then_watch_sees_every_later_change_once_in_order() {
         vec![
             WatchEvent::Put {
                 key: Key::agent("a1").unwrap(),
-                value: basalt_store::Versioned { value: 1, version: v1 }
+                value: basalt_store::Versioned {
+                    value: 1,
+                    version: v1
+                }
             },
             WatchEvent::Put {
                 key: Key::agent("a2").unwrap(),
-                value: basalt_store::Versioned { value: 2, version: v2 }
+                value: basalt_store::Versioned {
+                    value: 2,
+                    version: v2
+                }
             },
             WatchEvent::Put {
                 key: Key::agent("a1").unwrap(),
-                value: basalt_store::Versioned { value: 11, version: v3 }
+                value: basalt_store::Versioned {
+                    value: 11,
+                    version: v3
+                }
             },
             WatchEvent::Delete {
                 key: Key::agent("a0").unwrap(),
@@ -65,10 +77,16 @@ async fn watch_yields_decode_errors_and_goes_on() {
     let etcd = etcd_or_skip!(EtcdCluster::start(1));
     let store = etcd.store();
     let mut w = store.watch::<i32>(&Prefix::agents(), 0).await.unwrap();
-    store.put(&Key::agent("bad").unwrap(), &"not a number").await.unwrap();
+    store
+        .put(&Key::agent("bad").unwrap(), &"not a number")
+        .await
+        .unwrap();
     store.put(&Key::agent("good").unwrap(), &7).await.unwrap();
     let err = next(&mut w).await.unwrap_err();
-    assert!(err.to_string().contains("/basalt/v1/master/agents/bad"), "{err}");
+    assert!(
+        err.to_string().contains("/basalt/v1/master/agents/bad"),
+        "{err}"
+    );
     match next(&mut w).await.unwrap() {
         WatchEvent::Put { key, value } => {
             assert_eq!(key.name(), "good");
@@ -84,7 +102,10 @@ async fn watch_key_and_history_replay() {
     let store = etcd.store();
     let key = Key::cluster_id();
     let first = store.put(&key, &"one").await.unwrap();
-    store.put(&Key::agent("x").unwrap(), &"other").await.unwrap();
+    store
+        .put(&Key::agent("x").unwrap(), &"other")
+        .await
+        .unwrap();
     store.put(&key, &"two").await.unwrap();
     // Starting in the past replays history, for this key only.
     let mut w = store.watch_key::<String>(&key, first).await.unwrap();
@@ -97,7 +118,7 @@ async fn watch_key_and_history_replay() {
 }
 
 #[tokio::test]
-async fn watch_from_compacted_revision_is_refused() {
+async fn watch_from_a_compacted_revision_reports_compacted_and_ends() {
     let etcd = etcd_or_skip!(EtcdCluster::start(1));
     let store = etcd.store();
     let key = Key::cluster_id();
@@ -128,7 +149,9 @@ async fn watch_from_compacted_revision_is_refused() {
     assert!(timeout(DEADLINE, stale.next()).await.unwrap().is_none());
     // From the compaction revision on, history is still there.
     let mut w = store.watch_key::<i32>(&key, last).await.unwrap();
-    assert!(matches!(next(&mut w).await.unwrap(), WatchEvent::Put { value, .. } if value.value == 3));
+    assert!(
+        matches!(next(&mut w).await.unwrap(), WatchEvent::Put { value, .. } if value.value == 3)
+    );
 }
 
 /// Creates `key` retrying while etcd comes back; a retry that finds its own earlier
@@ -151,10 +174,15 @@ async fn watch_resumes_across_an_etcd_restart_without_losing_events() {
     let store = etcd.store();
     let mut w = store.watch::<u32>(&Prefix::agents(), 0).await.unwrap();
     for i in 0..3 {
-        store.put(&Key::agent(&format!("a{i}")).unwrap(), &i).await.unwrap();
+        store
+            .put(&Key::agent(&format!("a{i}")).unwrap(), &i)
+            .await
+            .unwrap();
     }
     for i in 0..3 {
-        assert!(matches!(next(&mut w).await.unwrap(), WatchEvent::Put { value, .. } if value.value == i));
+        assert!(
+            matches!(next(&mut w).await.unwrap(), WatchEvent::Put { value, .. } if value.value == i)
+        );
     }
 
     etcd.kill(0).unwrap();
@@ -174,7 +202,9 @@ async fn watch_resumes_across_an_etcd_restart_without_losing_events() {
     }
     // Nothing was repeated: the next event is the next write.
     store.delete(&Key::agent("a0").unwrap()).await.unwrap();
-    assert!(matches!(next(&mut w).await.unwrap(), WatchEvent::Delete { key, .. } if key.name() == "a0"));
+    assert!(
+        matches!(next(&mut w).await.unwrap(), WatchEvent::Delete { key, .. } if key.name() == "a0")
+    );
 }
 
 #[tokio::test]
@@ -187,7 +217,12 @@ async fn revoking_a_lease_deletes_its_keys_at_once() {
     let key = Key::agent("leased").unwrap();
     store.put_with_lease(&key, &"x", &lease).await.unwrap();
     let in_txn = Key::agent("leased-txn").unwrap();
-    store.txn().put_with_lease(&in_txn, &"y", &lease).commit().await.unwrap();
+    store
+        .txn()
+        .put_with_lease(&in_txn, &"y", &lease)
+        .commit()
+        .await
+        .unwrap();
     assert!(store.get::<String>(&key).await.unwrap().is_some());
     lease.revoke().await.unwrap();
     assert_eq!(store.get::<String>(&key).await.unwrap(), None);
@@ -205,7 +240,12 @@ async fn keys_of_a_dead_holder_vanish_after_the_ttl() {
     // The holder "dies": keep-alives stop, nobody revokes.
     drop(lease);
     wait_for("the leased key to expire", DEADLINE, || async {
-        store.get::<String>(&key).await.unwrap().is_none().then_some(())
+        store
+            .get::<String>(&key)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await
     .unwrap();
@@ -222,7 +262,10 @@ async fn a_held_lease_outlives_its_ttl() {
     // Poll the key for three TTLs; it must be there every time.
     let until = Instant::now() + 3 * ttl;
     wait_for("three TTLs to pass", DEADLINE, || async {
-        assert!(store.get::<String>(&key).await.unwrap().is_some(), "leased key expired while held");
+        assert!(
+            store.get::<String>(&key).await.unwrap().is_some(),
+            "leased key expired while held"
+        );
         (Instant::now() >= until).then_some(())
     })
     .await
@@ -236,7 +279,12 @@ async fn lease_loss_is_reported_when_revoked_elsewhere() {
     let store = etcd.store();
     let lease = store.grant_lease(Duration::from_secs(1)).await.unwrap();
     let other = etcd.connect().await.unwrap();
-    other.client().clone().lease_revoke(lease.id()).await.unwrap();
+    other
+        .client()
+        .clone()
+        .lease_revoke(lease.id())
+        .await
+        .unwrap();
     let reason = timeout(DEADLINE, lease.lost()).await.unwrap();
     assert_eq!(reason, LossReason::Expired);
     assert!(!lease.is_alive());
@@ -253,5 +301,8 @@ async fn lease_loss_is_reported_when_etcd_is_unreachable() {
     // Requests fail as unavailable (not hang) while etcd is down.
     let err = store.get::<String>(&Key::cluster_id()).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
-    assert!(err.to_string().contains(&etcd.endpoint(0).unwrap()), "{err}");
+    assert!(
+        err.to_string().contains(&etcd.endpoint(0).unwrap()),
+        "{err}"
+    );
 }
