@@ -33,7 +33,7 @@
 //! | `etc/tls/etcd-client.{crt,key}` | 0644/0600 | etcd client cert for the masters' components |
 //! | `etc/tls/gateway.{crt,key}` | 0644/0600 | gateway server cert |
 //! | `etc/iam-signing-key.pem` | 0600 | IAM token signing key |
-//! | `masters/<ip>/etc/etcd.env` | 0644 | this master's etcd settings: name, URLs, `ETCD_INITIAL_CLUSTER=master-<ip>=https://<ip>:2380,…`, heartbeat, election timeout, TLS file paths |
+//! | `masters/<ip>/etc/etcd.env` | 0644 | this master's etcd settings: name, URLs, `ETCD_INITIAL_CLUSTER=master-<ip>=https://<ip>:2380,…`, heartbeat, election timeout, TLS file paths, client and peer cert auth, peers limited to CN `etcd-peer` |
 //! | `masters/<ip>/etc/tls/etcd-{peer,server}.{crt,key}` | 0644/0600 | this master's etcd certs |
 //!
 //! A master's node view maps `masters/<its ip>/X` to `X` (its ip is what
@@ -55,7 +55,7 @@ use std::net::Ipv4Addr;
 
 use crate::bundle::{Bundle, BundleError, BundleFile, BundleMeta, Role, build_bundle};
 use crate::config::{Config, LoadedConfig, MASK};
-use crate::secrets::{CertAndKey, Leaf, Secrets};
+use crate::secrets::{CertAndKey, ETCD_PEER_CN, Leaf, Secrets};
 
 /// Where a node installs its bundle's files.
 pub const NODE_ROOT: &str = "/run/basalt";
@@ -346,6 +346,7 @@ fn etcd_env(config: &Config, cluster_id: &str, ip: Ipv4Addr) -> Vec<u8> {
     kv("ETCD_PEER_CERT_FILE", format!("{tls}/etcd-peer.crt"));
     kv("ETCD_PEER_KEY_FILE", format!("{tls}/etcd-peer.key"));
     kv("ETCD_PEER_CLIENT_CERT_AUTH", "true".to_owned());
+    kv("ETCD_PEER_CERT_ALLOWED_CN", ETCD_PEER_CN.to_owned());
     kv("ETCD_PEER_TRUSTED_CA_FILE", format!("{tls}/ca.crt"));
     s.into_bytes()
 }

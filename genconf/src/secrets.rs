@@ -8,7 +8,7 @@
 //! | `cluster-id` | stable cluster id (UUID v4 text), written once |
 //! | `signing-key.pem` | Ed25519 cluster signing key (PKCS#8 `PRIVATE KEY`, ring). Signs bundle manifests; its public key is carried by the images |
 //! | `ca.crt`, `ca.key` | cluster CA, ECDSA P-256 (etcd 3.4 is Go: ECDSA or RSA only, no Ed25519 TLS certs). The CA key never leaves this folder |
-//! | `tls/etcd-peer-<ip>.{crt,key}` | per master: etcd peer cert (serverAuth + clientAuth), SANs `<ip>`, `127.0.0.1`, `localhost` |
+//! | `tls/etcd-peer-<ip>.{crt,key}` | per master: etcd peer cert (serverAuth + clientAuth), CN `etcd-peer` for all masters (etcd admits only that CN as a peer), SANs `<ip>`, `127.0.0.1`, `localhost` |
 //! | `tls/etcd-server-<ip>.{crt,key}` | per master: etcd client-port cert (serverAuth + clientAuth: etcd's gRPC gateway dials itself with it), same SANs |
 //! | `tls/etcd-client.{crt,key}` | etcd client cert (clientAuth) for the masters' components |
 //! | `tls/gateway.{crt,key}` | masters' gateway (serverAuth), SANs every master IP, `127.0.0.1`, `master.mesos`, `leader.mesos`, `localhost` |
@@ -30,7 +30,8 @@
 //!   is issued; a leaf that no longer fits is **re-issued from the same CA and
 //!   reported** as [`SecretEvent::Reissued`] with the reason: its SANs differ
 //!   from what the config needs (e.g. master IPs changed), it is not signed by
-//!   the current CA, its key does not match, or it expires within 30 days.
+//!   the current CA, its key does not match, its common name is not the one
+//!   this version issues, or it expires within 30 days.
 //!   Re-issuing a leaf breaks nothing that holds the CA certificate; nodes pick
 //!   the new cert up with their next bundle. Leaf files for masters no longer in
 //!   the config are left in place and reported as [`SecretEvent::Unused`].
@@ -77,6 +78,9 @@ pub const IAM_KEY_FILE: &str = "iam-signing-key.pem";
 pub const JOIN_CREDENTIAL_FILE: &str = "join-credential";
 /// Sub-folder holding leaf certificates and keys.
 pub const TLS_DIR: &str = "tls";
+
+/// Common name of every etcd peer certificate.
+pub const ETCD_PEER_CN: &str = "etcd-peer";
 
 /// Leaf certificates re-issued when they expire within this many seconds.
 const RENEW_BEFORE_SECS: i64 = 30 * 24 * 3600;
@@ -180,11 +184,13 @@ impl Leaf {
         }
     }
 
-    /// Subject common name.
+    /// Subject common name. Every master's peer cert has the CN
+    /// [`ETCD_PEER_CN`] so etcd can admit only those as peers
+    /// (`ETCD_PEER_CERT_ALLOWED_CN`); SANs tell the masters apart.
     pub fn common_name(&self) -> String {
         match self {
-            Leaf::EtcdPeer(ip) => format!("etcd-peer {ip}"),
-            Leaf::EtcdServer(ip) => format!("etcd-server {ip}"),
+            Leaf::EtcdPeer(_) => ETCD_PEER_CN.to_owned(),
+            Leaf::EtcdServer(_) => "etcd-server".to_owned(),
             Leaf::EtcdClient => "etcd-client".to_owned(),
             Leaf::Gateway => "gateway".to_owned(),
             Leaf::Agent => "agent".to_owned(),
@@ -513,6 +519,33 @@ impl FromStr for RotateTarget {
     }
 }
 
+impl RotateTarget {
+    /// Files (relative to the secrets folder; `tls/` = everything in it) this
+    /// target replaces.
+    fn files(&self) -> &'static [&'static str] {
+        match self {
+            RotateTarget::SigningKey => &[SIGNING_KEY_FILE],
+            RotateTarget::Ca => &[CA_CERT_FILE, CA_KEY_FILE, "tls/"],
+            RotateTarget::IamKey => &[IAM_KEY_FILE],
+            RotateTarget::JoinCredential => &[JOIN_CREDENTIAL_FILE],
+            RotateTarget::Certs => &["tls/"],
+        }
+    }
+}
+
+impl SecretsError {
+    /// The file or folder the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SecretsError::Io { path, .. }
+            | SecretsError::Corrupt { path, .. }
+            | SecretsError::Missing { path, .. }
+            | SecretsError::InsecurePermissions { path, .. } => Some(path),
+            SecretsError::Generate { .. } => None,
+        }
+    }
+}
+
 /// Result of [`rotate`].
 #[derive(Debug)]
 pub struct Rotation {
@@ -527,8 +560,13 @@ pub struct Rotation {
 }
 
 /// Replaces one secret in `dir` (the `secrets/` folder, which must already hold a
-/// cluster's secrets) and returns the reloaded secrets. Rotating `ca` also
-/// re-issues every leaf. Other secrets are left byte-for-byte as they were.
+/// cluster's secrets, i.e. `cluster-id`) and returns the reloaded secrets.
+/// Rotating `ca` also re-issues every leaf. Other secrets are left
+/// byte-for-byte as they were. Every other secret is checked first (a corrupt or
+/// missing one is an error and nothing is replaced); the target itself may be
+/// missing or corrupt, so rotating is also how such a secret is replaced. Loading
+/// may re-issue leaves that no longer fit the config, reported in
+/// [`Secrets::events`].
 pub fn rotate(dir: &Path, config: &Config, target: RotateTarget) -> Result<Rotation, SecretsError> {
     rotate_for(dir, &config.masters, target)
 }
@@ -681,8 +719,22 @@ fn rotate_for(
             rotate: target,
         });
     }
-    // Load first: refuses to rotate in a folder that is incomplete or corrupt.
-    let before = load_or_create_for(dir, masters)?;
+    // Everything else must be sound before anything is replaced; the target
+    // itself may be missing or corrupt (rotating is how it gets repaired).
+    if let Err(e) = load_or_create_for(dir, masters) {
+        let target_files = target.files();
+        let is_target = e.path().is_some_and(|p| {
+            p.strip_prefix(dir).is_ok_and(|rel| {
+                let rel = rel.to_string_lossy();
+                target_files
+                    .iter()
+                    .any(|f| rel == *f || (f.ends_with('/') && rel.starts_with(f)))
+            })
+        });
+        if !is_target {
+            return Err(e);
+        }
+    }
     let rng = SystemRandom::new();
     let mut replaced = Vec::new();
     let mut events = Vec::new();
@@ -715,7 +767,22 @@ fn rotate_for(
             replaced.extend(leaf_file_names(masters));
         }
         RotateTarget::Certs => {
-            load_leaves(dir, masters, &before.ca, &rng, true, &mut Vec::new())?;
+            let read = |name: &str| -> Result<String, SecretsError> {
+                let path = dir.join(name);
+                match read_secret(&path)? {
+                    Some(b) => utf8(&path, b),
+                    None => Err(SecretsError::Missing {
+                        path,
+                        rotate: RotateTarget::Ca,
+                    }),
+                }
+            };
+            let ca = CertAndKey {
+                cert_pem: read(CA_CERT_FILE)?,
+                key_pem: read(CA_KEY_FILE)?,
+            };
+            check_ca(dir, &ca)?;
+            load_leaves(dir, masters, &ca, &rng, true, &mut Vec::new())?;
             replaced.extend(leaf_file_names(masters));
         }
     }
@@ -726,9 +793,6 @@ fn rotate_for(
             .map(|n| SecretEvent::Rotated { name: n.clone() }),
     );
     let mut secrets = load_or_create_for(dir, masters)?;
-    let mut events_before = before.events.clone();
-    events_before.append(&mut events);
-    events = events_before;
     events.append(&mut secrets.events);
     secrets.events = events;
     tracing::warn!(secret = target.name(), dir = %dir.display(), "secret rotated");
@@ -795,7 +859,16 @@ fn load_leaves(
                         cert_pem: utf8(&crt_path, c)?,
                         key_pem: utf8(&key_path, k)?,
                     };
-                    match check_leaf(&crt_path, &key_path, &pair, &ca_der, &expected_sans)? {
+                    let checked = check_leaf(
+                        &crt_path,
+                        &key_path,
+                        &pair,
+                        &ca_der,
+                        &dir.join(CA_CERT_FILE),
+                        &leaf.common_name(),
+                        &expected_sans,
+                    )?;
+                    match checked {
                         None => {
                             out.insert(*leaf, pair);
                             continue;
@@ -851,6 +924,8 @@ fn check_leaf(
     key_path: &Path,
     pair: &CertAndKey,
     ca_der: &[u8],
+    ca_path: &Path,
+    expected_cn: &str,
     expected_sans: &BTreeSet<San>,
 ) -> Result<Option<String>, SecretsError> {
     let key = KeyPair::from_pem(&pair.key_pem).map_err(|e| SecretsError::Corrupt {
@@ -865,7 +940,7 @@ fn check_leaf(
         })?;
     let (_, ca) =
         x509_parser::parse_x509_certificate(ca_der).map_err(|e| SecretsError::Corrupt {
-            path: crt_path.with_file_name(CA_CERT_FILE),
+            path: ca_path.to_path_buf(),
             reason: format!("not an X.509 certificate: {e}"),
         })?;
 
@@ -879,6 +954,16 @@ fn check_leaf(
         return Ok(Some(
             "it is not signed by the current cluster CA".to_owned(),
         ));
+    }
+    let cn: Vec<&str> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    if cn != [expected_cn] {
+        return Ok(Some(format!(
+            "its common name {cn:?} is not `{expected_cn}`"
+        )));
     }
     let found = cert_sans(&cert).map_err(|reason| SecretsError::Corrupt {
         path: crt_path.to_path_buf(),

@@ -91,3 +91,83 @@ fn generate_reports_config_errors_without_creating_secrets() {
     assert!(!genconf.join("secrets").exists());
     assert!(!genconf.join("serve").exists());
 }
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The bundle is an ordinary tar, its signature an ordinary Ed25519 signature
+/// and its certificates ordinary X.509: GNU tar and OpenSSL agree.
+#[test]
+fn gnu_tar_and_openssl_read_what_generate_writes() {
+    use std::process::Command;
+    let have = |b: &str| Command::new(b).arg("--version").output().is_ok();
+    if !have("tar") || !have("openssl") {
+        eprintln!("SKIP: needs GNU tar and openssl in PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let genconf = tmp.path().join("genconf");
+    write_genconf(&genconf, &["10.0.0.1"]);
+    let serve = genconf.join("serve");
+    generate(&genconf, &serve).unwrap();
+    for role in Role::ALL {
+        let x = tmp.path().join(format!("x-{role}"));
+        std::fs::create_dir_all(&x).unwrap();
+        let listing = run(Command::new("tar")
+            .arg("-tvf")
+            .arg(serve.join(format!("bundles/{role}.tar"))));
+        assert!(listing.lines().all(|l| l.contains(" 0/0 ")), "{listing}");
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(serve.join(format!("bundles/{role}.tar")))
+            .arg("-C")
+            .arg(&x));
+        let verified = run(Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+            .arg(serve.join("cluster.pub"))
+            .arg("-in")
+            .arg(x.join("manifest.toml"))
+            .arg("-sigfile")
+            .arg(x.join("manifest.toml.sig")));
+        assert!(
+            verified.contains("Signature Verified Successfully"),
+            "{verified}"
+        );
+        assert_eq!(mode(&x.join("bin/ip-detect")), 0o755);
+        let (leaf, dir) = if role == Role::Master {
+            ("gateway.crt", x.join("etc/tls"))
+        } else {
+            ("agent.crt", x.join("etc/tls"))
+        };
+        let ok = run(Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(dir.join("ca.crt"))
+            .arg(dir.join(leaf)));
+        assert!(ok.contains(": OK"), "{ok}");
+        if role == Role::Master {
+            let peer = x.join("masters/10.0.0.1/etc/tls/etcd-peer.crt");
+            let ok = run(Command::new("openssl")
+                .args(["verify", "-purpose", "sslserver", "-CAfile"])
+                .arg(dir.join("ca.crt"))
+                .arg(&peer));
+            assert!(ok.contains(": OK"), "{ok}");
+            // The private key matches the certificate.
+            let cert_pub = run(Command::new("openssl")
+                .args(["x509", "-noout", "-pubkey", "-in"])
+                .arg(&peer));
+            let key_pub = run(Command::new("openssl")
+                .args(["pkey", "-pubout", "-in"])
+                .arg(x.join("masters/10.0.0.1/etc/tls/etcd-peer.key")));
+            assert_eq!(cert_pub, key_pub);
+        }
+    }
+}

@@ -252,6 +252,23 @@ fn a_leaf_from_another_ca_is_reissued() {
         "{:?}",
         s.events()
     );
+    // A cert with the right names and CA but another common name (the etcd
+    // server cert of the same master in place of its peer cert) is re-issued.
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            dir.join(format!("tls/etcd-server-10.0.0.2.{ext}")),
+            dir.join(format!("tls/etcd-peer-10.0.0.2.{ext}")),
+        )
+        .unwrap();
+    }
+    let s = Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
+    assert!(
+        s.events().iter().any(|e| matches!(e,
+            SecretEvent::Reissued { leaf: Leaf::EtcdPeer(m), reason }
+                if *m == ip("10.0.0.2") && reason.contains("common name"))),
+        "{:?}",
+        s.events()
+    );
     // A cert whose key was swapped is re-issued too.
     std::fs::copy(dir.join("tls/gateway.key"), dir.join("tls/agent.key")).unwrap();
     let s = Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
@@ -450,6 +467,32 @@ fn a_missing_root_secret_of_an_existing_cluster_is_not_recreated() {
         );
         assert!(!dir.join(name).exists(), "{name} must not be re-created");
     }
+    // Rotating is the deliberate way out: it replaces the missing secret.
+    for (name, target) in [
+        ("signing-key.pem", RotateTarget::SigningKey),
+        ("ca.key", RotateTarget::Ca),
+        ("join-credential", RotateTarget::JoinCredential),
+    ] {
+        let (_tmp, dir) = fresh();
+        Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
+        std::fs::remove_file(dir.join(name)).unwrap();
+        rotate(&dir, &config(&THREE), target).unwrap();
+        let s = Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
+        assert!(s.events().is_empty(), "{name}: {:?}", s.events());
+    }
+    // ... and a corrupt one; rotating something else leaves the folder refused.
+    let (_tmp, dir) = fresh();
+    Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
+    clobber(&dir, "iam-signing-key.pem", b"garbage");
+    let before = snapshot(&dir);
+    assert!(matches!(
+        rotate(&dir, &config(&THREE), RotateTarget::JoinCredential),
+        Err(SecretsError::Corrupt { path, .. }) if path.ends_with("iam-signing-key.pem")
+    ));
+    assert_eq!(snapshot(&dir), before, "a refused rotation changes nothing");
+    rotate(&dir, &config(&THREE), RotateTarget::IamKey).unwrap();
+    Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
+
     // A missing leaf is simply issued.
     let (_tmp, dir) = fresh();
     Secrets::load_or_create(&dir, &config(&THREE)).unwrap();
