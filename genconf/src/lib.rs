@@ -1,4 +1,3 @@
-// NOTE FOR HELPERS: read /tmp/common.md before editing (no git commit; cargo fmt -p basalt-genconf only). Lead removes this line.
 //! Cluster configuration for Basalt: the operator's `config.toml`, its
 //! validation, the cluster secrets, the per-role signed bundles rendered from
 //! them, and the verifier that nodes run before they trust a bundle.

@@ -3,8 +3,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
+use basalt_genconf::bundle::Role;
 use basalt_genconf::config::{self, ConfigError};
+use basalt_genconf::generate::{self, CONFIG_FILE, GenerateError};
 use basalt_genconf::password;
+use basalt_genconf::secrets::{self, RotateTarget, SecretsError};
+use basalt_genconf::verify::{self, ClusterPublicKey, VerifyError};
 
 /// A failed command: the whole error chain, printed once, and its exit code.
 #[derive(Debug)]
@@ -60,8 +64,103 @@ impl From<ConfigError> for Failure {
     }
 }
 
+impl From<SecretsError> for Failure {
+    fn from(e: SecretsError) -> Self {
+        match e {
+            SecretsError::Io { .. } => Failure::Io(chain(&e)),
+            _ => Failure::Other(chain(&e)),
+        }
+    }
+}
+
+impl From<GenerateError> for Failure {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::Config(c) => c.into(),
+            GenerateError::Secrets(s) => s.into(),
+            GenerateError::Io { .. } => Failure::Io(chain(&e)),
+            _ => Failure::Other(chain(&e)),
+        }
+    }
+}
+
+impl From<VerifyError> for Failure {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Io(_) => Failure::Io(chain(&e)),
+            _ => Failure::Verify(chain(&e)),
+        }
+    }
+}
+
 fn config_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("config.toml")
+    dir.join(CONFIG_FILE)
+}
+
+/// `genconf [--rotate WHAT]...`: rotations first (each announced with what it
+/// breaks), then the serve folder.
+pub(crate) fn genconf(dir: &Path, rotate: &[String]) -> Result<(), Failure> {
+    let targets = rotate
+        .iter()
+        .map(|name| name.parse::<RotateTarget>().map_err(Failure::Config))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !targets.is_empty() {
+        // Rotating needs a valid config (leaf certificates name the masters).
+        let loaded = config::load(&config_path(dir))?;
+        for target in targets {
+            eprintln!("rotating {}: {}", target.name(), target.breaks());
+            let rotation = secrets::rotate(&secrets::secrets_dir(dir), &loaded.config, target)?;
+            for file in &rotation.replaced {
+                eprintln!("  replaced secrets/{file}");
+            }
+        }
+    }
+    let out = dir.join("serve");
+    let generated = generate::generate(dir, &out)?;
+    for event in &generated.secret_events {
+        eprintln!("secrets: {event}");
+    }
+    print!("{}", generated.summary);
+    Ok(())
+}
+
+/// `verify <bundle>`: the node's own check, run by hand.
+pub(crate) fn verify(
+    dir: &Path,
+    bundle: &Path,
+    role: Option<Role>,
+    public_key: Option<&Path>,
+    cluster_id: Option<&str>,
+) -> Result<(), Failure> {
+    let key_path =
+        public_key.map_or_else(|| dir.join("serve").join("cluster.pub"), Path::to_path_buf);
+    let pem = std::fs::read_to_string(&key_path).map_err(|e| {
+        Failure::Io(format!(
+            "cannot read the cluster public key {}: {e}",
+            key_path.display()
+        ))
+    })?;
+    let key = ClusterPublicKey::from_pem(&pem)
+        .map_err(|e| Failure::Verify(format!("{}: {}", key_path.display(), chain(&e))))?;
+    let file = std::fs::File::open(bundle)
+        .map_err(|e| Failure::Io(format!("cannot read {}: {e}", bundle.display())))?;
+    let verified =
+        verify::verify_bundle_reader(file, &key, role, cluster_id).map_err(
+            |e| match Failure::from(e) {
+                Failure::Verify(m) => Failure::Verify(format!("{}: {m}", bundle.display())),
+                other => other,
+            },
+        )?;
+    println!(
+        "{}: OK (role {}, cluster {}, config {}, {} files, key {})",
+        bundle.display(),
+        verified.role(),
+        verified.cluster_id(),
+        verified.config_id(),
+        verified.files.len(),
+        key.fingerprint()
+    );
+    Ok(())
 }
 
 pub(crate) fn validate(dir: &Path) -> Result<(), Failure> {
@@ -70,7 +169,11 @@ pub(crate) fn validate(dir: &Path) -> Result<(), Failure> {
         "{}: valid ({} master{}, config id {})",
         loaded.path.display(),
         loaded.config.masters.len(),
-        if loaded.config.masters.len() == 1 { "" } else { "s" },
+        if loaded.config.masters.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         loaded.config.config_id()
     );
     Ok(())

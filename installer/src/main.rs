@@ -19,6 +19,7 @@ mod commands;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use basalt_genconf::bundle::Role;
 use clap::{Parser, Subcommand};
 
 /// Generate and check a Basalt cluster's signed configuration.
@@ -26,7 +27,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "basalt-installer", version, about)]
 struct Cli {
     /// The genconf folder: config.toml and ip-detect scripts in, secrets/ and serve/ out.
-    #[arg(long, global = true, default_value = "genconf", env = "BASALT_GENCONF_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "genconf",
+        env = "BASALT_GENCONF_DIR"
+    )]
     dir: PathBuf,
     /// Log level filter (also from RUST_LOG).
     #[arg(long, global = true, default_value = "warn")]
@@ -53,7 +59,7 @@ enum Command {
         bundle: PathBuf,
         /// The role the bundle must be for: master, agent or agent-public.
         #[arg(long)]
-        role: Option<String>,
+        role: Option<Role>,
         /// The cluster public key (default: <dir>/serve/cluster.pub).
         #[arg(long)]
         public_key: Option<PathBuf>,
@@ -92,7 +98,7 @@ fn main() -> ExitCode {
         } => commands::verify(
             &cli.dir,
             &bundle,
-            role.as_deref(),
+            role,
             public_key.as_deref(),
             cluster_id.as_deref(),
         ),
