@@ -4,11 +4,11 @@
 set -euo pipefail
 
 # Debian packages the workspace needs:
-#   protobuf-compiler  etcd-client's build script (prost/tonic codegen)
+#   protobuf-compiler, libprotobuf-dev  etcd-client's build script (codegen + descriptor.proto)
 #   etcd-server        real etcd for the store and cluster tests
 #   systemd            systemd-analyze verify for units/ tests
 #   iproute2           network namespaces in cluster tests
-PKGS=(protobuf-compiler etcd-server systemd iproute2 ca-certificates)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -163,6 +163,14 @@ impl Election {
             }
             .unwrap_or(0)
         };
+        if my_rev <= 1 {
+            // etcd's first write is revision 2; anything else means a malformed answer,
+            // and `max_create_revision` of 0 would mean "no limit" below.
+            return Err(StoreError::InvalidTxn {
+                key: full,
+                reason: format!("etcd reported create revision {my_rev} for the candidate key"),
+            });
+        }
         tracing::info!(%service, %address, key = %full, revision = my_rev, "campaigning");
 
         loop {

@@ -1,4 +1,3 @@
-// NOTE FOR HELPERS: read /tmp/common.md before editing (no git commit; cargo fmt -p <crate> only). Lead removes this line.
 //! Typed etcd store: key layout, versioned values, transactions, watches, leases, leader
 //! election.
 //!

@@ -46,8 +46,9 @@ pub struct Listing<T> {
 /// The store keeps one gRPC connection per endpoint and sends every request to the
 /// *current* one, like etcd's Go client pins an endpoint. When a request fails because
 /// that member is unreachable or has no leader, the next endpoint becomes current; if the
-/// request provably never reached a working member (connection refused, TLS handshake
-/// failed, "no leader") it is retried there at once, up to once per endpoint. A request
+/// request provably never reached a working member (the connection could not be
+/// established, or the member answered "no leader") it is retried there at once, up to
+/// once per endpoint. A request
 /// that may have been applied (timeout, connection lost mid-call) is not retried: it is
 /// returned as [`StoreError::Unavailable`] / [`StoreError::Timeout`] for the caller to
 /// decide (compare-and-set makes that safe: re-read, then retry).
@@ -150,6 +151,12 @@ fn never_applied(err: &etcd_client::Error) -> bool {
                     return true;
                 }
                 if e.to_string().contains("tcp connect error") {
+                    return true;
+                }
+                // tonic wraps every failure to establish a connection (refused, connect
+                // timeout, TLS handshake) in its `ConnectError`, which we cannot name
+                // without depending on tonic directly.
+                if format!("{e:?}").contains("ConnectError(") {
                     return true;
                 }
                 source = e.source();
