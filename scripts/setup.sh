@@ -33,7 +33,6 @@ fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
-pkill -x etcd >/dev/null 2>&1 || true
 
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup toolchain)"; exit 1; }
 if ! cargo nextest --version >/dev/null 2>&1; then
