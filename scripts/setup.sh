@@ -8,7 +8,9 @@ set -euo pipefail
 #   etcd-server        real etcd for the store and cluster tests
 #   systemd            systemd-analyze verify for units/ tests
 #   iproute2           network namespaces in cluster tests
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates)
+#   mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools
+#   qemu-utils ovmf    node image pipeline (nodeimg/) and QEMU boots (qemu/)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -27,6 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   # etcd unit from being started by the package: tests start their own etcd.
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# qemu-system-x86 must match the machine's qemu-utils (see the script's header).
+bash "$(dirname "$0")/../qemu/setup-qemu.sh"
 
 # Debian enables etcd.service on install; tests run their own processes on
 # their own ports, so a packaged etcd on 2379 only gets in the way.
