@@ -405,6 +405,28 @@ pub struct ErrorEvent {
     pub message: String,
 }
 
+/// `OperationStatus` (of an offer operation with an `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    /// The operation's `id` as the framework sent it (`{"value":...}`).
+    pub operation_id: Json,
+    /// `OPERATION_ERROR`, `OPERATION_FINISHED`, ...
+    pub state: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The agent, when the operation reached one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+}
+
+/// `Event.UpdateOperationStatus`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateOperationStatus {
+    /// The status.
+    pub status: OperationStatus,
+}
+
 /// The scheduler `Event` envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -432,6 +454,9 @@ pub struct Event {
     /// ERROR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorEvent>,
+    /// UPDATE_OPERATION_STATUS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_operation_status: Option<UpdateOperationStatus>,
 }
 
 impl Event {
@@ -445,6 +470,7 @@ impl Event {
             message: None,
             failure: None,
             error: None,
+            update_operation_status: None,
         }
     }
 
@@ -498,6 +524,22 @@ impl Event {
         Event {
             failure: Some(f),
             ..Event::bare("FAILURE")
+        }
+    }
+
+    /// UPDATE_OPERATION_STATUS with `OPERATION_ERROR` for a dropped operation (Mesos
+    /// sets neither an agent id nor a uuid on these: nothing to acknowledge).
+    pub fn operation_error(operation_id: Json, message: impl Into<String>) -> Event {
+        Event {
+            update_operation_status: Some(UpdateOperationStatus {
+                status: OperationStatus {
+                    operation_id,
+                    state: "OPERATION_ERROR".into(),
+                    message: Some(message.into()),
+                    agent_id: None,
+                },
+            }),
+            ..Event::bare("UPDATE_OPERATION_STATUS")
         }
     }
 

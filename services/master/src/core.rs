@@ -174,8 +174,9 @@ impl Framework {
 /// A task with its resend timer.
 #[derive(Debug)]
 pub struct Task {
-    /// What is persisted.
-    pub record: TaskRecord,
+    /// What is persisted (boxed: a `TaskRecord` is ~3 KiB inline, and the tasks map
+    /// would otherwise keep half-empty B-tree nodes of them).
+    pub record: Box<TaskRecord>,
     next_retry: Option<Instant>,
     backoff: Duration,
 }
@@ -255,6 +256,11 @@ pub struct Core {
     last_heartbeat: Instant,
     /// Counters for `/metrics`.
     pub counters: BTreeMap<&'static str, u64>,
+    /// Operator API `SUBSCRIBE` streams (`POST /api/v1`).
+    operator_subs: Vec<Conn>,
+    /// Operator events of changes not yet committed to etcd (sent by the next successful
+    /// [`Core::persist`], dropped if it fails: the term then ends and the streams close).
+    operator_queue: Vec<Json>,
 }
 
 impl std::fmt::Debug for Core {
@@ -363,6 +369,8 @@ impl Core {
             seq: 0,
             last_heartbeat: now,
             counters: BTreeMap::new(),
+            operator_subs: Vec::new(),
+            operator_queue: Vec::new(),
         };
         let agents = core.store.list::<AgentRecord>(&Prefix::agents()).await?;
         for (key, v) in agents.items {
@@ -437,7 +445,7 @@ impl Core {
             core.tasks.insert(
                 (record.framework_id.clone(), record.task.task_id.clone()),
                 Task {
-                    record,
+                    record: Box::new(record),
                     next_retry: None,
                     backoff: Duration::ZERO,
                 },
@@ -461,6 +469,8 @@ impl Core {
         for f in self.frameworks.values_mut() {
             f.conn = None;
         }
+        self.operator_subs.clear();
+        self.operator_queue.clear();
         self.leadership = None;
     }
 
@@ -487,12 +497,71 @@ impl Core {
     /// term (this master or another) reloads the truth from etcd.
     async fn persist(&mut self, writes: Vec<Write>) -> Result<(), MasterError> {
         let result = self.persist_inner(writes).await;
-        if result.is_err() && !self.poisoned {
-            self.poisoned = true;
-            self.abdicate.notify_one();
-            tracing::error!("an etcd write failed; stepping down to reload the state");
+        if result.is_err() {
+            self.operator_queue.clear();
+            if !self.poisoned {
+                self.poisoned = true;
+                self.abdicate.notify_one();
+                tracing::error!("an etcd write failed; stepping down to reload the state");
+            }
+        } else {
+            for ev in std::mem::take(&mut self.operator_queue) {
+                self.operator_event(&ev);
+            }
         }
         result
+    }
+
+    // ---------------------------------------------------------------- operator API
+
+    /// Operator `SUBSCRIBE`: `conn` gets `SUBSCRIBED` (with the GET_STATE content and
+    /// the heartbeat interval) now, then every event until the term ends.
+    pub fn operator_subscribe(&mut self, conn: Conn) {
+        let subscribed = json!({
+            "type": "SUBSCRIBED",
+            "subscribed": {
+                "get_state": crate::endpoints::v1_state(self),
+                "heartbeat_interval_seconds": self.cfg.heartbeat_interval.as_secs_f64(),
+            },
+        });
+        if conn.send(&subscribed) {
+            self.operator_subs.push(conn);
+            self.count("master/operator_subscribers");
+        }
+    }
+
+    /// Sends an operator event to every subscriber, forgetting closed streams.
+    fn operator_event(&mut self, event: &Json) {
+        if !self.operator_subs.is_empty() {
+            self.operator_subs.retain(|c| c.send(event));
+        }
+    }
+
+    /// `TASK_UPDATED` for a task's latest status.
+    fn task_updated_event(record: &TaskRecord, status: &TaskStatus) -> Json {
+        json!({
+            "type": "TASK_UPDATED",
+            "task_updated": {
+                "framework_id": record.framework_id,
+                "status": status,
+                "state": record.state,
+            },
+        })
+    }
+
+    fn task_added_event(record: &TaskRecord) -> Json {
+        json!({"type": "TASK_ADDED", "task_added": {"task": crate::endpoints::v1_task(record)}})
+    }
+
+    fn framework_event(&mut self, kind: &str, fw: &FrameworkId) {
+        let Some(f) = self.frameworks.get(fw) else {
+            return;
+        };
+        let ev = json!({
+            "type": kind,
+            kind.to_ascii_lowercase(): {"framework": crate::endpoints::v1_framework(f)},
+        });
+        self.operator_event(&ev);
     }
 
     async fn persist_inner(&mut self, writes: Vec<Write>) -> Result<(), MasterError> {
@@ -616,17 +685,26 @@ impl Core {
         };
         let was_terminal = task.record.state.is_terminal();
         task.record.state = status.state;
+        // Exact growth: a status is ~370 B and most tasks keep only a few.
+        task.record.statuses.reserve_exact(1);
         task.record.statuses.push(status.clone());
         if task.record.statuses.len() > MAX_STATUS_HISTORY {
             task.record.statuses.remove(0);
         }
         let first = task.record.pending.is_empty();
         if status.uuid.is_some() {
+            task.record.pending.reserve_exact(1);
             task.record
                 .pending
                 .push(PendingUpdate { status, from_agent });
         }
         let record = task.record.clone();
+        if !self.operator_subs.is_empty()
+            && let Some(last) = record.statuses.last()
+        {
+            self.operator_queue
+                .push(Self::task_updated_event(&record, last));
+        }
         if record.state.is_terminal() && !was_terminal {
             self.release_task_resources(&record, now);
         }
@@ -676,7 +754,7 @@ impl Core {
         let write = Key::task(key.0.as_str(), key.1.as_str())
             .ok()
             .map(Write::Delete);
-        self.completed_tasks.push_back(task.record);
+        self.completed_tasks.push_back(*task.record);
         while self.completed_tasks.len() > MAX_COMPLETED {
             self.completed_tasks.pop_front();
         }
@@ -905,6 +983,7 @@ impl Core {
             for k in keys {
                 self.send_pending_head(&k);
             }
+            self.framework_event("FRAMEWORK_UPDATED", &id);
             tracing::info!(framework = %id, "framework re-subscribed");
         } else {
             self.allocator
@@ -920,6 +999,7 @@ impl Core {
                     recovered: false,
                 },
             );
+            self.framework_event("FRAMEWORK_ADDED", &id);
             tracing::info!(framework = %id, name = %info.name, "framework subscribed");
         }
         if !sub.suppressed_roles.is_empty() {
@@ -1247,6 +1327,7 @@ impl Core {
         let mut new_execs: Vec<(ExecKey, Resources)> = Vec::new();
         let mut events: Vec<AgentEvent> = Vec::new();
         let mut errors: Vec<TaskStatus> = Vec::new();
+        let mut operation_errors: Vec<Event> = Vec::new();
         // Offer operations on resources change the agent's total and the allocation.
         let mut total: Option<Resources> = None;
         let mut conversions: Vec<(Resources, Resources)> = Vec::new();
@@ -1268,8 +1349,17 @@ impl Core {
                         conversions.push((from, to));
                     }
                     Err(msg) => {
+                        // Like Mesos: the operation is dropped (its resources stay in
+                        // the offer and go back with the rest); the framework hears of
+                        // it only when it gave the operation an id.
                         self.count("master/operations_dropped");
                         tracing::warn!(framework = %fw, operation = %kind, reason = %msg, "dropping offer operation");
+                        if let Some(op_id) = &op.id {
+                            operation_errors.push(Event::operation_error(
+                                op_id.clone(),
+                                format!("{kind} (accept.operations[{i}]) is invalid: {msg}"),
+                            ));
+                        }
                     }
                 }
                 continue;
@@ -1486,10 +1576,14 @@ impl Core {
             self.executors.insert(k, r);
         }
         for r in new_records {
+            if !self.operator_subs.is_empty() {
+                let ev = Self::task_added_event(&r);
+                self.operator_event(&ev);
+            }
             self.tasks.insert(
                 (r.framework_id.clone(), r.task.task_id.clone()),
                 Task {
-                    record: r,
+                    record: Box::new(r),
                     next_retry: None,
                     backoff: Duration::ZERO,
                 },
@@ -1500,6 +1594,9 @@ impl Core {
             if !self.send_agent(&agent, &ev) {
                 tracing::warn!(agent = %agent, "agent not connected; launch will be reconciled");
             }
+        }
+        for ev in operation_errors {
+            self.send_fw(fw, &ev);
         }
         for s in errors {
             self.count("master/tasks_invalid");
@@ -1637,6 +1734,9 @@ impl Core {
         };
         // Mesos acknowledges in order; an ack of a later update implies the earlier ones.
         let acked: Vec<PendingUpdate> = task.record.pending.drain(..=pos).collect();
+        if task.record.pending.is_empty() {
+            task.record.pending = Vec::new(); // give the buffer back
+        }
         task.next_retry = None;
         let agent = task.record.agent_id.clone();
         let write = match self.retire_if_done(&key) {
@@ -1770,10 +1870,12 @@ impl Core {
                         "Framework removed",
                     );
                     t.record.state = TaskState::Killed;
+                    let ev = Self::task_updated_event(&t.record, &s);
                     t.record.statuses.push(s);
+                    self.operator_event(&ev);
                 }
                 t.record.pending.clear();
-                removed.push(t.record);
+                removed.push(*t.record);
             }
         }
         self.executors.retain(|(f, _, _), _| f != fw);
@@ -1794,6 +1896,10 @@ impl Core {
         if let Err(e) = self.allocator.remove_framework(fw) {
             tracing::warn!(framework = %fw, error = %e, "allocator remove_framework");
         }
+        self.operator_event(&json!({
+            "type": "FRAMEWORK_REMOVED",
+            "framework_removed": {"framework_info": record.info},
+        }));
         self.completed_frameworks.push_back((record, removed));
         while self.completed_frameworks.len() > MAX_COMPLETED {
             self.completed_frameworks.pop_front();
@@ -1867,6 +1973,8 @@ impl Core {
         info.id = Some(id.clone());
         let existing = self.agents.get(&id);
         let was_unreachable = existing.is_some_and(|a| !a.reachable());
+        // Operator subscribers hear of agents that were not in GET_STATE's agents.
+        let announce = existing.is_none_or(|a| a.recovered || !a.reachable());
         let checkpointed = existing
             .filter(|a| a.record.checkpointed)
             .map(|a| a.record.info.resources.clone());
@@ -1955,6 +2063,10 @@ impl Core {
             }
         }
         let _ = now;
+        if announce && let Some(a) = self.agents.get(&id) {
+            let ev = json!({"type": "AGENT_ADDED", "agent_added": {"agent": crate::endpoints::v1_agent(self, a)}});
+            self.operator_event(&ev);
+        }
         self.count(if sub.agent_id.is_some() {
             "master/slave_reregistrations"
         } else {
@@ -2030,10 +2142,12 @@ impl Core {
                     pending: Vec::new(),
                 };
                 self.persist(vec![Self::task_write(&record)?]).await?;
+                let ev = Self::task_added_event(&record);
+                self.operator_event(&ev);
                 self.tasks.insert(
                     key,
                     Task {
-                        record,
+                        record: Box::new(record),
                         next_retry: None,
                         backoff: Duration::ZERO,
                     },
@@ -2239,6 +2353,9 @@ impl Core {
                 }),
             );
         }
+        self.operator_event(
+            &json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": agent}}),
+        );
         self.count("master/slave_unreachable_completed");
         tracing::warn!(agent = %agent, "agent marked unreachable");
         Ok(())
@@ -2284,6 +2401,9 @@ impl Core {
         }
         self.executors.retain(|(_, a, _), _| a != agent);
         self.gone_agents.insert(agent.clone());
+        self.operator_event(
+            &json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": agent}}),
+        );
         self.count("master/slave_removals_reason_gone");
         tracing::warn!(agent = %agent, "agent marked gone by the operator");
         Ok(())
@@ -2349,6 +2469,7 @@ impl Core {
                     expired.push(id.clone());
                 }
             }
+            self.framework_event("FRAMEWORK_UPDATED", &id);
         }
         for id in expired {
             self.remove_framework(&id, "failover timeout").await?;
@@ -2402,6 +2523,7 @@ impl Core {
                     c.send(&ping);
                 }
             }
+            self.operator_event(&json!({"type": "HEARTBEAT"}));
         }
         self.allocate();
         Ok(())

@@ -359,7 +359,7 @@ pub fn tasks(_shared: &Shared, core: &Core, q: &Q) -> Json {
     let mut all: Vec<&TaskRecord> = core
         .tasks
         .values()
-        .map(|t| &t.record)
+        .map(|t| &*t.record)
         .chain(core.completed_tasks.iter())
         .filter(|t| {
             wants(q, "framework_id", t.framework_id.as_str())
@@ -513,7 +513,7 @@ pub fn prometheus(snapshot: &BTreeMap<String, f64>) -> String {
 }
 
 /// v1 `Task` (operator API form).
-fn v1_task(t: &TaskRecord) -> Json {
+pub(crate) fn v1_task(t: &TaskRecord) -> Json {
     let mut m = Map::new();
     m.insert("name".into(), json!(t.task.name));
     m.insert("task_id".into(), json!(t.task.task_id));
@@ -550,7 +550,7 @@ fn nanos(secs: f64) -> Json {
 }
 
 fn v1_tasks(core: &Core) -> Json {
-    let live = core.tasks.values().map(|t| &t.record);
+    let live = core.tasks.values().map(|t| &*t.record);
     json!({
         "tasks": live.clone().filter(|t| !t.state.is_terminal() && t.state != TaskState::Unreachable).map(v1_task).collect::<Vec<_>>(),
         "unreachable_tasks": live.clone().filter(|t| t.state == TaskState::Unreachable).map(v1_task).collect::<Vec<_>>(),
@@ -558,20 +558,23 @@ fn v1_tasks(core: &Core) -> Json {
     })
 }
 
+/// v1 `Response.GetFrameworks.Framework`.
+pub(crate) fn v1_framework(f: &Framework) -> Json {
+    let mut m = Map::new();
+    m.insert("framework_info".into(), json!(f.record.info));
+    m.insert("active".into(), json!(f.conn.is_some()));
+    m.insert("connected".into(), json!(f.conn.is_some()));
+    m.insert("recovered".into(), json!(f.recovered));
+    m.insert("registered_time".into(), nanos(f.record.registered_time));
+    if let Some(t) = f.record.reregistered_time {
+        m.insert("reregistered_time".into(), nanos(t));
+    }
+    Json::Object(m)
+}
+
 fn v1_frameworks(core: &Core) -> Json {
     json!({
-        "frameworks": core.frameworks.values().map(|f| {
-            let mut m = Map::new();
-            m.insert("framework_info".into(), json!(f.record.info));
-            m.insert("active".into(), json!(f.conn.is_some()));
-            m.insert("connected".into(), json!(f.conn.is_some()));
-            m.insert("recovered".into(), json!(f.recovered));
-            m.insert("registered_time".into(), nanos(f.record.registered_time));
-            if let Some(t) = f.record.reregistered_time {
-                m.insert("reregistered_time".into(), nanos(t));
-            }
-            Json::Object(m)
-        }).collect::<Vec<_>>(),
+        "frameworks": core.frameworks.values().map(v1_framework).collect::<Vec<_>>(),
         "completed_frameworks": core.completed_frameworks.iter().map(|(r, _)| json!({
             "framework_info": r.info, "active": false, "connected": false, "recovered": false,
             "registered_time": nanos(r.registered_time),
@@ -579,27 +582,43 @@ fn v1_frameworks(core: &Core) -> Json {
     })
 }
 
+/// v1 `Response.GetAgents.Agent`.
+pub(crate) fn v1_agent(core: &Core, a: &Agent) -> Json {
+    let (used, offered) = agent_used(core, a);
+    let info = &a.record.info;
+    let mut m = Map::new();
+    m.insert("agent_info".into(), json!(info));
+    m.insert("active".into(), json!(a.active()));
+    m.insert("deactivated".into(), json!(!a.active()));
+    m.insert("version".into(), json!(MESOS_VERSION));
+    m.insert(
+        "pid".into(),
+        json!(format!("slave(1)@{}:{}", info.hostname, info.port())),
+    );
+    m.insert("registered_time".into(), nanos(a.record.registered_time));
+    if let Some(t) = a.record.reregistered_time {
+        m.insert("reregistered_time".into(), nanos(t));
+    }
+    m.insert("total_resources".into(), json!(info.resources));
+    m.insert("allocated_resources".into(), json!(used));
+    m.insert("offered_resources".into(), json!(offered));
+    Json::Object(m)
+}
+
 fn v1_agents(core: &Core) -> Json {
     json!({
-        "agents": core.agents.values().filter(|a| !a.recovered && a.reachable()).map(|a| {
-            let (used, offered) = agent_used(core, a);
-            let info = &a.record.info;
-            let mut m = Map::new();
-            m.insert("agent_info".into(), json!(info));
-            m.insert("active".into(), json!(a.active()));
-            m.insert("deactivated".into(), json!(!a.active()));
-            m.insert("version".into(), json!(MESOS_VERSION));
-            m.insert("pid".into(), json!(format!("slave(1)@{}:{}", info.hostname, info.port())));
-            m.insert("registered_time".into(), nanos(a.record.registered_time));
-            if let Some(t) = a.record.reregistered_time {
-                m.insert("reregistered_time".into(), nanos(t));
-            }
-            m.insert("total_resources".into(), json!(info.resources));
-            m.insert("allocated_resources".into(), json!(used));
-            m.insert("offered_resources".into(), json!(offered));
-            Json::Object(m)
-        }).collect::<Vec<_>>(),
+        "agents": core.agents.values().filter(|a| !a.recovered && a.reachable()).map(|a| v1_agent(core, a)).collect::<Vec<_>>(),
         "recovered_agents": core.agents.values().filter(|a| a.recovered).map(|a| json!(a.record.info)).collect::<Vec<_>>(),
+    })
+}
+
+/// v1 `Response.GetState` (the body of GET_STATE and of the SUBSCRIBED event).
+pub fn v1_state(core: &Core) -> Json {
+    json!({
+        "get_tasks": v1_tasks(core),
+        "get_executors": {"executors": [], "orphan_executors": []},
+        "get_frameworks": v1_frameworks(core),
+        "get_agents": v1_agents(core),
     })
 }
 
@@ -615,6 +634,7 @@ pub const OPERATOR_CALLS: &[&str] = &[
     "GET_MASTER",
     "GET_METRICS",
     "MARK_AGENT_GONE",
+    "SUBSCRIBE",
 ];
 
 /// Answers a read-only v1 operator call (`{"type":"GET_STATE"}` →
@@ -623,12 +643,7 @@ pub fn operator(shared: &Shared, core: &Core, kind: &str) -> Result<Json, String
     let body = match kind {
         "GET_HEALTH" => json!({"healthy": true}),
         "GET_VERSION" => json!({"version_info": version()}),
-        "GET_STATE" => json!({
-            "get_tasks": v1_tasks(core),
-            "get_executors": {"executors": [], "orphan_executors": []},
-            "get_frameworks": v1_frameworks(core),
-            "get_agents": v1_agents(core),
-        }),
+        "GET_STATE" => v1_state(core),
         "GET_AGENTS" => v1_agents(core),
         "GET_FRAMEWORKS" => v1_frameworks(core),
         "GET_TASKS" => v1_tasks(core),

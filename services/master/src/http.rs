@@ -6,7 +6,7 @@
 //! | `POST /api/basalt/agent/v1` | agent protocol ([`crate::agent_api`]) | 307 to the leader |
 //! | `GET /master/redirect`, `/redirect` | 307 `Location: //<leader>` | same |
 //! | `GET /master/state` (`/state`, `.json`), `/master/state-summary`, `/master/frameworks`, `/master/slaves`, `/master/tasks`, `/master/roles` | JSON | 307 to the leader |
-//! | `POST /api/v1` | operator calls `GET_STATE`, `GET_AGENTS`, `GET_FRAMEWORKS`, `GET_TASKS`, `GET_ROLES`, `GET_HEALTH`, `GET_VERSION`, `GET_MASTER`, `GET_METRICS`, `MARK_AGENT_GONE` | 307 to the leader |
+//! | `POST /api/v1` | operator calls `GET_STATE`, `GET_AGENTS`, `GET_FRAMEWORKS`, `GET_TASKS`, `GET_ROLES`, `GET_HEALTH`, `GET_VERSION`, `GET_MASTER`, `GET_METRICS`, `MARK_AGENT_GONE`, `SUBSCRIBE` (below) | 307 to the leader |
 //! | `POST /master/teardown` (`/master/shutdown`), form `frameworkId=<id>` | removes the framework (200; 400 without the field; 404 unknown) | 307 to the leader |
 //! | `GET /master/flags`, `/flags` | `{"flags":{...}}` (string values) | same |
 //! | `GET /master/health`, `/health` | 200 | 200 |
@@ -15,6 +15,14 @@
 //! | `GET /metrics` | Prometheus text, `basalt_master_*` | same |
 //!
 //! With no leader known, redirects are `503 No leader elected`.
+//!
+//! Operator `SUBSCRIBE` answers a RecordIO stream of master `Event`s (JSON, Mesos
+//! `master.proto` field names): first `SUBSCRIBED` `{get_state, heartbeat_interval_seconds}`,
+//! then `TASK_ADDED` `{task}`, `TASK_UPDATED` `{framework_id, status, state}`,
+//! `AGENT_ADDED` `{agent}`, `AGENT_REMOVED` `{agent_id}`, `FRAMEWORK_ADDED` /
+//! `FRAMEWORK_UPDATED` `{framework}`, `FRAMEWORK_REMOVED` `{framework_info}` and
+//! `HEARTBEAT`. Changes are announced once committed to etcd; the stream closes when the
+//! master stops leading.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -150,10 +158,10 @@ fn call_error(e: CallError) -> Response {
     }
 }
 
+/// A RecordIO event stream; `stream_id` names the header carrying the stream id.
 fn stream_response(
     rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
-    header_name: &'static str,
-    stream_id: &str,
+    stream_id: Option<(&'static str, &str)>,
 ) -> Response {
     let body = Body::from_stream(stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
@@ -163,7 +171,9 @@ fn stream_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(stream_id) {
+    if let Some((header_name, id)) = stream_id
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
         resp.headers_mut().insert(header_name, v);
     }
     resp
@@ -231,8 +241,8 @@ async fn scheduler(State(shared): S, headers: HeaderMap, body: Bytes) -> Respons
         let (conn, rx) = Conn::new();
         let sid = conn.stream_id.clone();
         return match core.subscribe(&call, conn).await {
-            Ok(_) => stream_response(rx, STREAM_ID_HEADER, &sid),
-            Err(CallError::Forbidden(_)) => stream_response(rx, STREAM_ID_HEADER, &sid),
+            Ok(_) => stream_response(rx, Some((STREAM_ID_HEADER, &sid))),
+            Err(CallError::Forbidden(_)) => stream_response(rx, Some((STREAM_ID_HEADER, &sid))),
             Err(e) => call_error(e),
         };
     }
@@ -306,7 +316,7 @@ async fn agent(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
         let (conn, rx) = Conn::new();
         let sid = conn.stream_id.clone();
         return match core.agent_subscribe(sub, conn).await {
-            Ok(_) => stream_response(rx, AGENT_STREAM_ID_HEADER, &sid),
+            Ok(_) => stream_response(rx, Some((AGENT_STREAM_ID_HEADER, &sid))),
             Err(e) => call_error(e),
         };
     }
@@ -376,6 +386,15 @@ async fn operator(State(shared): S, headers: HeaderMap, body: Bytes) -> Response
         }
     };
     let mut core = ctx.core.lock().await;
+    if !ctx.watcher.is_leader() || core.poisoned() {
+        drop(core);
+        return to_leader(&shared, "/api/v1").await;
+    }
+    if call.kind == "SUBSCRIBE" {
+        let (conn, rx) = Conn::new();
+        core.operator_subscribe(conn);
+        return stream_response(rx, None);
+    }
     if call.kind == "MARK_AGENT_GONE" {
         let Some(m) = call.mark_agent_gone else {
             return text(

@@ -238,3 +238,134 @@ async fn reserve_create_launch_group_destroy_unreserve() {
     assert!(again.resources.iter().all(|r| r.reservations.is_empty()));
     c.shutdown().await;
 }
+
+fn launch_op(tasks: Vec<TaskInfo>) -> Operation {
+    Operation {
+        kind: "LAUNCH".into(),
+        id: None,
+        launch: Some(basalt_master::api::Launch { task_infos: tasks }),
+        launch_group: None,
+        other: serde_json::Map::new(),
+    }
+}
+
+/// An ACCEPT mixing valid launches with invalid operations: the invalid RESERVE with an
+/// `id` is reported as OPERATION_ERROR, the one without is dropped silently, the launch
+/// that needed the reservation is TASK_ERROR, the valid launch runs and everything else
+/// of the offer comes back unchanged (nothing half-applied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_operations_inside_accept() {
+    let Some(c) = Cluster::start(1, 1, |_| {}).await.unwrap() else {
+        return;
+    };
+    let agent = EmulatedAgent::start(
+        AgentOptions::new("a1", "cpus:4;mem:1024;disk:1000", c.addresses()).unwrap(),
+    );
+    let agent_id = agent.wait_registered(1, T).await.unwrap();
+    let mut info = FrameworkInfo::new("root", "fw");
+    info.role = Some("web".into());
+    info.principal = Some("ops".into());
+    let s = TestScheduler::subscribe(c.addresses(), info).await.unwrap();
+    let offer = s.wait_outstanding_offer(T, |_| true).await.unwrap();
+    assert_eq!(offer.resources.cpus().unwrap().as_f64(), 4.0);
+
+    let cmd = |id: &str, res: Vec<basalt_mesos::Resource>| {
+        let mut t = TaskInfo::command(
+            id,
+            TaskId::new(id),
+            agent_id.clone(),
+            serde_json::from_value(json!({"value": "sleep 100"})).unwrap(),
+        );
+        t.resources = res;
+        t
+    };
+    let plain_cpu = basalt_mesos::Resource::scalar("cpus", 1.0).unwrap();
+    let reserved_cpu: basalt_mesos::Resource =
+        serde_json::from_value(reserved("cpus", 1.0)).unwrap();
+    // RESERVE of more cpus than offered (with an id), UNRESERVE of resources that are
+    // not reserved (without an id), a launch on the reservation, a valid launch.
+    let mut bad_reserve = op(
+        "RESERVE",
+        "reserve",
+        json!({"resources": [reserved("cpus", 100.0)]}),
+    );
+    bad_reserve.id = Some(json!({"value": "op-1"}));
+    let bad_unreserve = op(
+        "UNRESERVE",
+        "unreserve",
+        json!({"resources": [reserved("mem", 64.0)]}),
+    );
+    let from = s.event_count();
+    let st = accept(
+        &s,
+        &offer.id,
+        vec![
+            bad_reserve,
+            bad_unreserve,
+            launch_op(vec![cmd("on-reserved", vec![reserved_cpu])]),
+            launch_op(vec![cmd("ok", vec![plain_cpu])]),
+        ],
+    )
+    .await;
+    assert_eq!(st, 202);
+    let ev = s
+        .wait_event("OPERATION_ERROR", from, T, |e| {
+            e.kind == "UPDATE_OPERATION_STATUS"
+        })
+        .await
+        .unwrap();
+    let status = ev.update_operation_status.unwrap().status;
+    assert_eq!(status.operation_id, json!({"value": "op-1"}));
+    assert_eq!(status.state, "OPERATION_ERROR");
+    assert!(status.message.unwrap().contains("RESERVE"));
+    let err = s
+        .wait_update("on-reserved", from, T, |st| st.state == TaskState::Error)
+        .await
+        .unwrap();
+    assert_eq!(
+        err.reason,
+        Some(basalt_mesos::TaskStatusReason::TaskInvalid)
+    );
+    let running = s
+        .wait_update("ok", from, T, |st| st.state == TaskState::Running)
+        .await
+        .unwrap();
+    s.acknowledge(&running).await.unwrap();
+
+    // The rest of the offer comes back whole and unreserved: 3 cpus, all the mem and disk.
+    s.revive().await.unwrap();
+    let again = s
+        .wait_outstanding_offer(T, |o| o.id != offer.id)
+        .await
+        .unwrap();
+    assert_eq!(again.resources.cpus().unwrap().as_f64(), 3.0);
+    assert_eq!(again.resources.get_scalar("mem").unwrap().as_f64(), 1024.0);
+    assert_eq!(again.resources.get_scalar("disk").unwrap().as_f64(), 1000.0);
+    assert!(
+        !again.resources.iter().any(|r| r.is_dynamically_reserved()),
+        "no reservation was applied"
+    );
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e.kind == "CHECKPOINT_RESOURCES"),
+        "the agent's total did not change"
+    );
+    // Only the operation with an id was reported.
+    let reported = s
+        .events()
+        .iter()
+        .skip(from)
+        .filter(|e| e.kind == "UPDATE_OPERATION_STATUS")
+        .count();
+    assert_eq!(reported, 1);
+    let m: serde_json::Value = reqwest::get(format!("{}/metrics/snapshot", c.url(0)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["master/operations_dropped"], 2.0);
+    c.shutdown().await;
+}
