@@ -12,6 +12,7 @@
 pub mod accel;
 pub mod disk;
 pub mod error;
+pub mod node;
 pub mod vm;
 pub mod wait;
 
