@@ -124,6 +124,8 @@ pub struct TaskStatus {
     pub labels: Vec<Label>,
     /// Container status with the network infos.
     pub container_status: Option<ContainerStatus>,
+    /// Health check verdict (`TaskStatus.healthy`); absent without health checks.
+    pub healthy: Option<bool>,
 }
 
 /// `ContainerStatus`.
