@@ -3,6 +3,9 @@
 //! * [`detect`]: what this machine offers (CPUs, memory, disks, ports, GPUs, attributes,
 //!   fault domain), cached so restarts advertise the same values. Also used by the node
 //!   supervisor.
+//! * [`containerizer`]: command tasks in their own cgroups and namespaces.
+//! * [`daemon`]: the agent daemon (master subscription, status updates, HTTP API).
 
 pub mod containerizer;
+pub mod daemon;
 pub mod detect;
