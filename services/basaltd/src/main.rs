@@ -4,8 +4,20 @@
 //! Components are rows of [`COMPONENTS`]; adding one is adding a row and a module.
 //! Every long-running component reports readiness with `sd_notify(READY=1)`
 //! ([`basalt_supervisor::notify::notify_ready`]) because its unit is `Type=notify`.
+//!
+//! Components that run on the node read their configuration from the installed bundle
+//! under `/run/basalt` ([`basalt_genconf::render::NODE_ROOT`]; `--node-root` or
+//! `BASALT_NODE_ROOT` override it, see [`node`]).
+//!
+//! The Mesos agent and Marathon join this table as rows of their own when the
+//! `basalt-agent` and `basalt-marathon` crates are complete.
 
+mod dns;
+mod gateway;
 mod iam;
+mod l4lb;
+mod master;
+mod node;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -29,6 +41,26 @@ pub const COMPONENTS: &[Component] = &[
         name: "iam",
         about: "identity and access service (users, service accounts, tokens) on 127.0.0.1:8101",
         main: iam::main,
+    },
+    Component {
+        name: "master",
+        about: "Mesos-compatible master (scheduler, operator and agent APIs) on :5050",
+        main: master::main,
+    },
+    Component {
+        name: "gateway",
+        about: "Admin-Router-compatible front door: masters 443/80 (TLS, auth), agents 61001",
+        main: gateway::main,
+    },
+    Component {
+        name: "dns",
+        about: "Mesos-DNS-compatible names and node-local forwarder on 198.51.100.1-3:53",
+        main: dns::main,
+    },
+    Component {
+        name: "l4lb",
+        about: "layer-4 load balancer for named and IP VIPs (userspace proxy)",
+        main: l4lb::main,
     },
 ];
 
@@ -70,12 +102,15 @@ fn select(args: &[String]) -> Result<(&'static Component, Vec<String>), String> 
     }
 }
 
+/// The log filter without `RUST_LOG`: hickory's per-query logs are noise at `info`.
+const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn";
+
 /// Logs to stderr without colours or timestamps (journald adds both).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
