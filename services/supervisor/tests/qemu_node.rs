@@ -186,7 +186,25 @@ fn fail(vm: &Vm, what: impl std::fmt::Display) -> ! {
     )
 }
 
+/// One test function for both boots: they share one image build, and nextest runs each
+/// `#[test]` in its own process, so two test functions would build (and stage) the image
+/// twice at once. The two boots still run in parallel, on threads.
 #[test]
+fn qemu_node_boots() {
+    std::thread::scope(|s| {
+        let valid = s.spawn(valid_agent_bundle_starts_the_agent_target_and_reports_failing_units);
+        let tampered = s.spawn(one_changed_byte_in_the_bundle_starts_no_component);
+        let valid = valid.join();
+        let tampered = tampered.join();
+        if let Err(e) = valid {
+            std::panic::resume_unwind(e);
+        }
+        if let Err(e) = tampered {
+            std::panic::resume_unwind(e);
+        }
+    });
+}
+
 fn valid_agent_bundle_starts_the_agent_target_and_reports_failing_units() {
     if let Some(why) = skip_reason() {
         println!(
@@ -283,7 +301,6 @@ fn valid_agent_bundle_starts_the_agent_target_and_reports_failing_units() {
     );
 }
 
-#[test]
 fn one_changed_byte_in_the_bundle_starts_no_component() {
     if let Some(why) = skip_reason() {
         println!("SKIPPED one_changed_byte_in_the_bundle_starts_no_component: {why}");
