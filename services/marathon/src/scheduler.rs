@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use basalt_mesos::{Attribute, DomainInfo, Resource, TaskStatus};
-use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -17,47 +16,11 @@ use tokio::sync::{mpsc, watch};
 use crate::app::{AppDefinition, ContainerKind, EnvValue, HealthProtocol};
 use crate::constraints::{OfferView, match_offer};
 use crate::core::Core;
+use basalt_mesos::recordio::Decoder;
+
 use crate::error::MarathonError;
 use crate::pathid;
 use crate::state::Instance;
-
-/// Incremental RecordIO decoder (`<len>\n<bytes>`), independent of HTTP chunking.
-#[derive(Debug, Default)]
-pub struct RecordIo {
-    buf: BytesMut,
-}
-
-/// The largest record accepted.
-pub const MAX_RECORD: usize = 64 << 20;
-
-impl RecordIo {
-    /// Feeds bytes; returns every complete record.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        loop {
-            let Some(nl) = self.buf.iter().position(|b| *b == b'\n') else {
-                if self.buf.len() > 20 {
-                    return Err("record length line too long".to_string());
-                }
-                break;
-            };
-            let len: usize = std::str::from_utf8(&self.buf[..nl])
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| "bad record length".to_string())?;
-            if len > MAX_RECORD {
-                return Err(format!("record of {len} bytes is too large"));
-            }
-            if self.buf.len() < nl + 1 + len {
-                break;
-            }
-            self.buf.advance(nl + 1);
-            out.push(self.buf.split_to(len).to_vec());
-        }
-        Ok(out)
-    }
-}
 
 /// An offer as the master sends it.
 #[derive(Debug, Clone, Deserialize)]
@@ -233,7 +196,7 @@ async fn session(
         framework_id: stored.unwrap_or_default(),
     };
     let mut body = resp.bytes_stream();
-    let mut rio = RecordIo::default();
+    let mut rio = Decoder::new();
     let mut heartbeat = Duration::from_secs(15);
     let mut suppressed = false;
     loop {
@@ -245,7 +208,8 @@ async fn session(
                     Ok(Some(Err(e))) => return Err(err(e.to_string())),
                     Ok(Some(Ok(c))) => c,
                 };
-                for rec in rio.feed(&chunk).map_err(err)? {
+                rio.feed(&chunk);
+                while let Some(rec) = rio.next_record().map_err(|e| err(e.to_string()))? {
                     let ev: Json = serde_json::from_slice(&rec).map_err(|e| err(format!("bad event: {e}")))?;
                     match ev["type"].as_str().unwrap_or("") {
                         "SUBSCRIBED" => {
@@ -704,24 +668,6 @@ fn condition(state: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recordio_across_arbitrary_chunks() {
-        let a = br#"{"type":"HEARTBEAT"}"#;
-        let b = r#"{"type":"UPDATE","x":"é"}"#.as_bytes();
-        let mut wire = format!("{}\n", a.len()).into_bytes();
-        wire.extend_from_slice(a);
-        wire.extend_from_slice(format!("{}\n", b.len()).as_bytes());
-        wire.extend_from_slice(b);
-        for split in 1..wire.len() {
-            let mut r = RecordIo::default();
-            let mut got = r.feed(&wire[..split]).unwrap();
-            got.extend(r.feed(&wire[split..]).unwrap());
-            assert_eq!(got, vec![a.to_vec(), b.to_vec()], "split at {split}");
-        }
-        assert!(RecordIo::default().feed(b"x\n{}").is_err());
-        assert!(RecordIo::default().feed(b"999999999999\n").is_err());
-    }
 
     #[test]
     fn task_info_is_marathon_shaped() {

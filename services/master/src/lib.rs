@@ -20,7 +20,7 @@ pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod master;
-pub mod recordio;
+pub use basalt_mesos::recordio;
 pub mod records;
 
 #[cfg(feature = "testing")]

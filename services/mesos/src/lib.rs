@@ -30,6 +30,7 @@ pub mod error;
 pub mod framework;
 pub mod ids;
 pub mod labels;
+pub mod recordio;
 pub mod resource;
 pub mod resources;
 pub mod roles;

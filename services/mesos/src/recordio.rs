@@ -1,4 +1,5 @@
-//! RecordIO framing of Mesos streaming responses: `<decimal length>\n<bytes>`.
+//! RecordIO framing of Mesos streaming responses: `<decimal length>\n<bytes>`, shared by
+//! the master (encoding), the agent and frameworks such as Marathon (decoding).
 //!
 //! Proxies may re-chunk a stream arbitrarily, so [`Decoder`] parses the byte stream,
 //! not HTTP chunks.
