@@ -6,6 +6,8 @@
 
 pub mod bundle;
 pub mod config;
+#[cfg(feature = "example")]
+pub mod example;
 pub mod generate;
 pub mod password;
 pub mod render;

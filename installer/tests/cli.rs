@@ -15,17 +15,8 @@ fn installer() -> Command {
 /// A temp copy of the repo's example genconf/ (config + scripts, no secrets).
 fn example() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../genconf");
     let dst = tmp.path().join("genconf");
-    fs::create_dir_all(dst.join("ip-detect.examples")).unwrap();
-    for f in [
-        "config.toml",
-        "ip-detect",
-        "ip-detect.examples/fixed-interface",
-        "ip-detect.examples/cloud-metadata",
-    ] {
-        fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
+    basalt_genconf::example::copy_example(&dst).unwrap();
     (tmp, dst)
 }
 

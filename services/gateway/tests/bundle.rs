@@ -6,37 +6,18 @@ use basalt_iam::TokenSigner;
 use basalt_store::testing::EtcdCluster;
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 /// Runs the generator on a temp copy of the repo's example genconf/ and unpacks the
 /// master bundle; returns (tempdir, bundle root, cluster id).
 fn master_bundle() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../genconf");
-    let dst = tmp.path().join("genconf");
-    fs::create_dir_all(dst.join("ip-detect.examples")).unwrap();
-    for f in [
-        "config.toml",
-        "ip-detect",
-        "ip-detect.examples/fixed-interface",
-        "ip-detect.examples/cloud-metadata",
-    ] {
-        fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    let out = tmp.path().join("serve");
-    let generated = basalt_genconf::generate::generate(&dst, &out).unwrap();
-    let master = generated
-        .index
-        .bundles
-        .iter()
-        .find(|b| b.role.as_str() == "master")
-        .expect("a master bundle");
-    let root = tmp.path().join("node");
-    let file = fs::File::open(out.join(&master.path)).unwrap();
-    tar::Archive::new(file).unpack(&root).unwrap();
-    let cluster_id = generated.index.cluster_id.clone();
-    (tmp, root, cluster_id)
+    let (root, generated) = basalt_genconf::example::example_node_root(
+        tmp.path(),
+        basalt_genconf::bundle::Role::Master,
+    )
+    .unwrap();
+    (tmp, root, generated.index.cluster_id)
 }
 
 #[tokio::test]
