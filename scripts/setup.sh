@@ -10,7 +10,8 @@ set -euo pipefail
 #   iproute2           network namespaces in cluster tests
 #   mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools
 #   qemu-utils ovmf    node image pipeline (nodeimg/) and QEMU boots (qemu/)
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf)
+#   curl               scripts/demo.sh reaches the demo cluster's APIs
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

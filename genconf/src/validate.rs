@@ -28,7 +28,8 @@ use toml_edit::{Array, Item, Key, TableLike, Value};
 
 use crate::config::{
     AgentConfig, AuthConfig, BUILTIN_NO_PROXY, Config, ConfigError, DurationSpec, EtcdConfig,
-    ImageConfig, NODE_LOCAL_DNS, PortRanges, ProxyConfig, Resolver, Script, Scripts, defaults,
+    ImageConfig, MASK, NODE_LOCAL_DNS, PortRanges, ProxyConfig, Resolver, Script, Scripts,
+    defaults,
 };
 
 /// Known keys per table (`""` is the root). `agent.attributes` and
@@ -221,6 +222,9 @@ struct Ctx<'s> {
     src: &'s str,
     line_starts: Vec<usize>,
     problems: Vec<Problem>,
+    /// Reading a node's installed `cluster.toml` (no config folder): agents' copies carry
+    /// [`MASK`] instead of the superuser's password hash, and that is accepted there.
+    node_view: bool,
 }
 
 impl<'s> Ctx<'s> {
@@ -228,6 +232,7 @@ impl<'s> Ctx<'s> {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
         Self {
+            node_view: false,
             src,
             line_starts,
             problems: Vec::new(),
@@ -750,6 +755,7 @@ pub(crate) fn parse_and_validate(
         }
     })?;
     let mut cx = Ctx::new(text);
+    cx.node_view = dir.is_none();
     let root_span: Span = None;
     let root = Tbl {
         path: "",
@@ -1356,7 +1362,14 @@ fn read_auth(cx: &mut Ctx<'_>, root: Tbl<'_>) -> Option<AuthConfig> {
     }
     let hash = t.get("superuser_password_hash");
     if let Some(e) = &hash {
-        match as_str(cx, e).map(|s| check_password_hash(s).map(|()| s)) {
+        let node_view = cx.node_view;
+        match as_str(cx, e).map(|s| {
+            if node_view && s == MASK {
+                Ok(s)
+            } else {
+                check_password_hash(s).map(|()| s)
+            }
+        }) {
             Some(Ok(s)) => out.superuser_password_hash = Some(s.to_owned()),
             Some(Err(m)) => {
                 cx.report(&e.path, &e.span, m);

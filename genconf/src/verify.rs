@@ -83,6 +83,14 @@ impl ClusterPublicKey {
         pem_encode("PUBLIC KEY", &ed25519_spki_der(&self.0))
     }
 
+    /// Whether `signature` is this key's Ed25519 signature of `message` (detached
+    /// signatures outside bundles, e.g. a node image's `manifest.toml.sig`).
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.0)
+            .verify(message, signature)
+            .is_ok()
+    }
+
     /// Fingerprint: lowercase hex SHA-256 of the raw 32-byte key.
     pub fn fingerprint(&self) -> String {
         hex::encode(Sha256::digest(self.0))

@@ -415,3 +415,43 @@ fn truncated_or_extended_bundles_are_refused() {
     ));
     assert!(verify_bundle(b"", &key, None, None).is_err());
 }
+
+/// Components on every node read the installed `etc/cluster.toml` with
+/// `Config::from_toml_str`: agents' copies carry the masked password hash, which must
+/// load there (and only there: the operator's loader still refuses it).
+#[test]
+fn every_roles_installed_cluster_toml_loads_on_the_node() {
+    use basalt_genconf::config::{Config, MASK};
+    let f = fixture(&THREE);
+    for role in Role::ALL {
+        let files = render(&f.loaded, &f.secrets, role).unwrap();
+        let toml = files.iter().find(|x| x.path == "etc/cluster.toml").unwrap();
+        let text = String::from_utf8(toml.data.clone()).unwrap();
+        let c = Config::from_toml_str(&text, std::path::Path::new("/run/basalt/etc/cluster.toml"))
+            .unwrap_or_else(|e| panic!("{role:?}: {e}"));
+        assert_eq!(c.masters, f.loaded.config.masters);
+        let hash = c.auth.superuser_password_hash.unwrap();
+        if role.is_agent() {
+            assert_eq!(hash, MASK);
+        } else {
+            assert_eq!(hash, PASSWORD_HASH);
+        }
+    }
+    // The operator's config folder: a masked hash is not a password hash.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = render(&f.loaded, &f.secrets, Role::Agent).unwrap();
+    let text = agent.iter().find(|x| x.path == "etc/cluster.toml").unwrap();
+    std::fs::write(dir.path().join("config.toml"), &text.data).unwrap();
+    std::fs::write(dir.path().join("ip-detect"), "#!/bin/sh\necho 10.0.0.1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("ip-detect"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let e = basalt_genconf::config::load(&dir.path().join("config.toml"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("superuser_password_hash"), "{e}");
+}

@@ -93,7 +93,7 @@ impl From<VerifyError> for Failure {
     }
 }
 
-fn config_path(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn config_path(dir: &Path) -> std::path::PathBuf {
     dir.join(CONFIG_FILE)
 }
 

@@ -1,7 +1,7 @@
 //! `basalt-installer`: the operator's tool on the bootstrap machine.
 //!
 //! Thin by design: arguments, logging and the error → exit code map live here;
-//! the work is done by `basalt-genconf` (and, later, `basalt-nodeimg`).
+//! the work is done by `basalt-genconf` and `basalt-nodeimg`.
 //!
 //! Exit codes (stable; scripts may rely on them):
 //!
@@ -15,6 +15,7 @@
 //! | 5 | an I/O error (file missing, unreadable, not writable) |
 
 mod commands;
+mod image;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,11 +71,41 @@ enum Command {
     /// Read a password on stdin and print its argon2id hash for
     /// `auth.superuser_password_hash`.
     HashPassword,
+    /// Node images for this cluster (needs root and the tools `scripts/setup.sh` installs).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print the configuration.
     ShowConfig {
         /// Fill in every default (secrets masked).
         #[arg(long)]
         expanded: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build (or reuse) the node images and sign their manifests with the cluster key.
+    Build {
+        /// Which image: master, agent, agent-public or all.
+        #[arg(long, value_enum, default_value = "all")]
+        role: image::RoleChoice,
+        /// Output folder (one sub-folder per role; default <dir>/serve/images).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The basaltd binary to put in the image (default: the one next to this program).
+        #[arg(long)]
+        basaltd: Option<PathBuf>,
+        /// The systemd units folder (the repository's units/).
+        #[arg(long, default_value = "units")]
+        units: PathBuf,
+    },
+    /// Check an image folder: manifest signature against the cluster key, every artifact.
+    Verify {
+        /// The image folder (holds manifest.toml and manifest.toml.sig).
+        image_dir: PathBuf,
+        /// The cluster public key (default: <dir>/serve/cluster.pub).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -103,6 +134,16 @@ fn main() -> ExitCode {
             cluster_id.as_deref(),
         ),
         Command::HashPassword => commands::hash_password(),
+        Command::Image(ImageCommand::Build {
+            role,
+            out,
+            basaltd,
+            units,
+        }) => image::build(&cli.dir, role, out.as_deref(), basaltd.as_deref(), &units),
+        Command::Image(ImageCommand::Verify {
+            image_dir,
+            public_key,
+        }) => image::verify(&cli.dir, &image_dir, public_key.as_deref()),
         Command::ShowConfig { expanded } => commands::show_config(&cli.dir, expanded),
     };
     match result {

@@ -77,6 +77,9 @@ pub const MASKED_UNITS: &[&str] = &[
     "systemd-journal-catalog-update.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
+    // Debian's own etcd unit (default config on localhost): masters run etcd as
+    // `basalt-etcd.service` with the cluster's settings instead.
+    "etcd.service",
 ];
 
 /// Paths (relative to the root) removed from the image: build-time state and the sources of
@@ -289,6 +292,14 @@ pub fn install_image_config(root: &Path, opts: &BuildOptions, base_key: &str) ->
     replace_symlink(
         Path::new("../basalt-image-ready.service"),
         &wants.join("basalt-image-ready.service"),
+    )?;
+    // `ip=`/`ifname=` on the kernel command line (the PXE and QEMU contract for static
+    // addresses) become .network/.link files in /run/systemd/network
+    let sysinit = unit_dir.join("sysinit.target.wants");
+    fs::create_dir_all(&sysinit).map_err(ImageError::io(&sysinit))?;
+    replace_symlink(
+        Path::new("../systemd-network-generator.service"),
+        &sysinit.join("systemd-network-generator.service"),
     )?;
     // the ESP is not auto-mounted, and no unit prompts or rewrites /usr-derived caches
     let gens = root.join("etc/systemd/system-generators");

@@ -19,6 +19,7 @@ pub mod customize;
 pub mod disk;
 pub mod error;
 pub mod manifest;
+pub mod node;
 pub mod options;
 pub mod recipe;
 pub mod rootimg;

@@ -9,7 +9,7 @@ use crate::error::{ImageError, Result};
 const MIB: u64 = 1024 * 1024;
 
 /// Which node the image is for. Masters carry etcd; agents do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Master,
     Agent,

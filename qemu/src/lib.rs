@@ -10,9 +10,10 @@
 //!   ESP, or direct kernel boot with the image's command line).
 
 pub mod accel;
+pub mod cluster;
 pub mod disk;
 pub mod error;
-pub mod node;
+pub mod http;
 pub mod vm;
 pub mod wait;
 
@@ -22,7 +23,7 @@ pub use crate::accel::Accel;
 pub use crate::error::{QemuError, Result};
 pub use crate::vm::{Boot, Firmware, Net, QEMU, Vm, VmConfig};
 pub use crate::wait::{Timeout, wait_until};
-pub use basalt_nodeimg::{Artifacts, FACT_PREFIX, READY_MARKER};
+pub use basalt_nodeimg::{Artifacts, FACT_PREFIX, READY_MARKER, node};
 
 /// How an image VM boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 //! ```text
 //! basalt-qemu build --role agent                 # builds (or reuses) target/nodeimg/agent
 //! basalt-qemu boot --role agent --mode uefi      # boots it, waits for the ready marker
+//! basalt-qemu up --masters 1 --agents 1          # a whole cluster, until Ctrl-C
+//! basalt-qemu up --masters 1 --agents 1 --detach # … in the background; `down` stops it
 //! ```
 
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use anyhow::{Context, bail};
 use basalt_nodeimg::{BuildOptions, ExtraFile, Role, RootFsKind};
 use basalt_qemu::{Accel, BootMode, Net, READY_MARKER, Vm, image_vm};
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod up;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +63,36 @@ enum Mode {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Boot a cluster (genconf, images, bundles over HTTP, N masters + M agents), wait until
+    /// every agent has registered, print how to reach it, and keep it up until Ctrl-C
+    /// (or `down`, with --detach).
+    Up {
+        #[arg(long, default_value_t = 1)]
+        masters: usize,
+        #[arg(long, default_value_t = 1)]
+        agents: usize,
+        /// Work folder: genconf (the cluster's keys), consoles, disks (default target/qemu-cluster)
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Image folder, reused between runs (default target/nodeimg-cluster)
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// The basaltd to put in the images (default: build it with cargo)
+        #[arg(long)]
+        basaltd: Option<PathBuf>,
+        /// Seconds to wait until every agent has registered.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+        /// Return once the cluster is up, leaving it running in the background.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop a cluster started with `up --detach`.
+    Down {
+        /// The work folder given to `up`.
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// Build (or reuse) an image and print its size table.
     Build {
         #[command(flatten)]
@@ -131,7 +165,10 @@ fn parse_extra(s: &str) -> anyhow::Result<ExtraFile> {
 fn parse_net(s: &str) -> anyhow::Result<Vec<Net>> {
     Ok(match s {
         "none" => vec![],
-        "user" => vec![Net::User { restrict: true }],
+        "user" => vec![Net::User {
+            restrict: true,
+            forwards: Vec::new(),
+        }],
         other => match other.strip_prefix("mcast:") {
             Some(addr) => vec![Net::Multicast {
                 group: addr.parse().with_context(|| format!("--net {other:?}"))?,
@@ -150,6 +187,43 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {
+        Cmd::Up {
+            masters,
+            agents,
+            work,
+            images,
+            basaltd,
+            timeout,
+            detach,
+        } => {
+            let target = default_target();
+            let work = work.unwrap_or_else(|| target.join("qemu-cluster"));
+            if detach {
+                return up::detach(&work);
+            }
+            let basaltd = match basaltd {
+                Some(b) => b,
+                None => {
+                    let ws = target
+                        .parent()
+                        .map(std::path::Path::to_path_buf)
+                        .unwrap_or_else(|| PathBuf::from("."));
+                    basalt_qemu::cluster::stage_basaltd(&ws, &target, &work.join("stage"))?
+                }
+            };
+            let spec = basalt_qemu::cluster::ClusterSpec::new(
+                masters,
+                agents,
+                &work,
+                images.unwrap_or_else(|| target.join("nodeimg-cluster")),
+                basaltd,
+                std::env::current_dir()?.join("units"),
+            );
+            up::foreground(spec, Duration::from_secs(timeout))?;
+        }
+        Cmd::Down { work } => {
+            up::down(&work.unwrap_or_else(|| default_target().join("qemu-cluster")))?;
+        }
         Cmd::Build {
             image,
             squashfs,

@@ -71,8 +71,13 @@ pub enum Boot {
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Net {
-    /// QEMU's user-mode stack; `restrict` cuts the guest off from the host and outside.
-    User { restrict: bool },
+    /// QEMU's user-mode stack; `restrict` cuts the guest off from the host and outside
+    /// (unrestricted, the guest reaches the host's loopback at 10.0.2.2). `forwards` are
+    /// `(host port on 127.0.0.1, guest port)` TCP forwards.
+    User {
+        restrict: bool,
+        forwards: Vec<(u16, u16)>,
+    },
     /// A private L2 segment shared by every VM using the same multicast group (on loopback).
     Multicast { group: SocketAddrV4, mac: String },
 }
@@ -213,11 +218,15 @@ impl VmConfig {
         for (i, n) in self.nets.iter().enumerate() {
             let id = format!("n{i}");
             match n {
-                Net::User { restrict } => push(&[
+                Net::User { restrict, forwards } => push(&[
                     "-netdev",
                     &format!(
-                        "user,id={id},restrict={}",
-                        if *restrict { "on" } else { "off" }
+                        "user,id={id},restrict={}{}",
+                        if *restrict { "on" } else { "off" },
+                        forwards
+                            .iter()
+                            .map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"))
+                            .collect::<String>()
                     ),
                     "-device",
                     &format!("virtio-net-pci,netdev={id}"),
@@ -439,7 +448,10 @@ mod tests {
         let mut c = VmConfig::new("m1", "/w", "/img/disk.raw", Boot::Uefi(fw));
         c.overlay = false;
         c.nets = vec![
-            Net::User { restrict: true },
+            Net::User {
+                restrict: true,
+                forwards: vec![(15050, 5050)],
+            },
             Net::Multicast {
                 group: "230.0.0.1:5555".parse().unwrap(),
                 mac: "52:54:00:00:00:01".into(),
@@ -450,7 +462,9 @@ mod tests {
         assert!(s.contains("if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd"));
         assert!(s.contains("if=pflash,format=raw,unit=1,file=/w/m1-OVMF_VARS.fd"));
         assert!(s.contains("-drive if=virtio,format=raw,file=/img/disk.raw"));
-        assert!(s.contains("-netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0"));
+        assert!(s.contains(
+            "-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:15050-:5050 -device virtio-net-pci,netdev=n0"
+        ));
         assert!(s.contains(
             "-netdev socket,id=n1,mcast=230.0.0.1:5555,localaddr=127.0.0.1 -device virtio-net-pci,netdev=n1,mac=52:54:00:00:00:01"
         ));

@@ -83,7 +83,10 @@ fn agent_image_boots_to_multi_user_on_a_verity_root() {
     let a = build();
     let work = work_dir("vm-boot");
     let mut cfg = image_vm("agent", &a, None, BootMode::Uefi, &work, 512 << 20).unwrap();
-    cfg.nets = vec![Net::User { restrict: true }];
+    cfg.nets = vec![Net::User {
+        restrict: true,
+        forwards: Vec::new(),
+    }];
     let mut vm = Vm::start(cfg).unwrap();
     let ready = vm
         .wait_for_console(READY_MARKER, READY_TIMEOUT)

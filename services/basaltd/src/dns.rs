@@ -56,11 +56,7 @@ struct Args {
 /// The DNS configuration of this node.
 fn config(node: &Node, args: &Args, master: bool) -> anyhow::Result<DnsConfig> {
     let cluster = node.cluster()?;
-    let masters: Vec<String> = serde_json::from_str::<Vec<String>>(&node.read("master_list")?)
-        .with_context(|| format!("{} is not a JSON list", node.etc("master_list").display()))?
-        .into_iter()
-        .map(|ip| format!("{ip}:{}", args.master_port))
-        .collect();
+    let masters = node.master_list(args.master_port)?;
     let resolvers = node
         .read("resolvers")?
         .lines()

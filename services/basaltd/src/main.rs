@@ -8,14 +8,13 @@
 //! Components that run on the node read their configuration from the installed bundle
 //! under `/run/basalt` ([`basalt_genconf::render::NODE_ROOT`]; `--node-root` or
 //! `BASALT_NODE_ROOT` override it, see [`node`]).
-//!
-//! The Mesos agent and Marathon join this table as rows of their own when the
-//! `basalt-agent` and `basalt-marathon` crates are complete.
 
+mod agent;
 mod dns;
 mod gateway;
 mod iam;
 mod l4lb;
+mod marathon;
 mod master;
 mod node;
 mod supervisor;
@@ -46,6 +45,16 @@ pub const COMPONENTS: &[Component] = &[
         name: "master",
         about: "Mesos-compatible master (scheduler, operator and agent APIs) on :5050",
         main: master::main,
+    },
+    Component {
+        name: "agent",
+        about: "Mesos-compatible agent (resource detection, containerizer, executors) on :5051",
+        main: agent::main,
+    },
+    Component {
+        name: "marathon",
+        about: "Marathon-compatible app scheduler (REST v2) on :8080",
+        main: marathon::main,
     },
     Component {
         name: "gateway",
@@ -157,8 +166,8 @@ mod tests {
 
     #[test]
     fn unknown_component_lists_the_components() {
-        let e = select(&a(&["basaltd", "agent"])).err().unwrap();
-        assert!(e.contains("unknown component \"agent\""), "{e}");
+        let e = select(&a(&["basaltd", "metronome"])).err().unwrap();
+        assert!(e.contains("unknown component \"metronome\""), "{e}");
         for c in COMPONENTS {
             assert!(e.contains(c.name), "{e}");
         }

@@ -78,6 +78,14 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The masters of `etc/master_list` (a JSON list of IPs, DC/OS format) as
+    /// `<ip>:<port>`.
+    pub fn master_list(&self, port: u16) -> anyhow::Result<Vec<String>> {
+        let ips: Vec<String> = serde_json::from_str(&self.read("master_list")?)
+            .with_context(|| format!("{} is not a JSON list", self.etc("master_list").display()))?;
+        Ok(ips.into_iter().map(|ip| format!("{ip}:{port}")).collect())
+    }
+
     /// The node's role (`etc/role`: `master`, `agent` or `agent-public`).
     pub fn role(&self) -> anyhow::Result<String> {
         Ok(self.read("role")?.trim().to_owned())

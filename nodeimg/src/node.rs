@@ -1,6 +1,7 @@
 //! What makes a plain node image a Basalt node: `basaltd`, the units, the cluster public
 //! key (never a secret). The installer's `image build` wires [`node_extra_files`] /
-//! [`build_node_image`]; the supervisor's QEMU tests use them too.
+//! [`build_node_image`]; the QEMU cluster harness and the supervisor's QEMU tests use them
+//! too.
 //!
 //! | image path | from |
 //! |---|---|
@@ -8,13 +9,13 @@
 //! | `/usr/lib/systemd/system/*.service`, `*.target` | `units/` |
 //! | `/usr/lib/systemd/system/multi-user.target.d/50-basalt-supervisor.conf` | `units/enable/…`: starts the supervisor at boot (the preset's effect, as a drop-in) |
 //! | `/usr/lib/systemd/system-preset/90-basalt.preset` | `units/preset/` |
-//! | `/usr/lib/systemd/network/80-basalt-dhcp.network` | `units/network/`: DHCP on every wired NIC (systemd-networkd, pulled in by the supervisor) |
+//! | `/usr/lib/systemd/network/99-basalt-dhcp.network` | `units/network/`: DHCP on every wired NIC (systemd-networkd, pulled in by the supervisor) |
 //! | `/usr/share/basalt/cluster.pub` (0644) | genconf's `serve/cluster.pub` |
 
 use std::path::{Path, PathBuf};
 
-use basalt_nodeimg::error::ImageError;
-use basalt_nodeimg::{Artifacts, BuildOptions, ExtraFile, Role};
+use crate::error::ImageError;
+use crate::{Artifacts, BuildOptions, ExtraFile, Role};
 
 type Result<T> = std::result::Result<T, ImageError>;
 
@@ -87,5 +88,5 @@ pub fn node_extra_files(payload: &NodePayload) -> Result<Vec<ExtraFile>> {
 pub fn build_node_image(role: Role, out_dir: &Path, payload: &NodePayload) -> Result<Artifacts> {
     let mut opts = BuildOptions::new(role, out_dir);
     opts.extra_files = node_extra_files(payload)?;
-    basalt_nodeimg::build(&opts)
+    crate::build(&opts)
 }
