@@ -74,6 +74,21 @@ pub fn console_fact(console: &str, key: &str) -> Option<String> {
     })
 }
 
+/// The repository this harness was built from (tests find `units/` and `basaltd` there).
+pub fn workspace_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
+}
+
+/// Cargo's target folder: `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
 /// Whether `program` is on PATH (or in the sbin directories).
 pub fn have_program(program: &str) -> bool {
     basalt_nodeimg::runner::find_in_path(program).is_some()

@@ -9,29 +9,15 @@
 //! otherwise it prints why it skips. Under TCG on a 2-core machine, boot takes minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use basalt_nodeimg::{BuildOptions, Role, required_tools};
 use basalt_qemu::cluster::{Cluster, ClusterSpec, stage_basaltd};
 use basalt_qemu::http::{get_json, request};
-use basalt_qemu::{QEMU, have_program, wait_until};
+use basalt_qemu::{QEMU, have_program, target_dir, wait_until, workspace_dir};
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(900);
 const APP_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-}
 
 fn skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -61,14 +47,14 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
     }
     let target = target_dir();
     let work = target.join("qemu-cluster-test");
-    let basaltd = stage_basaltd(&workspace(), &target, &work.join("stage")).unwrap();
+    let basaltd = stage_basaltd(&workspace_dir(), &target, &work.join("stage")).unwrap();
     let spec = ClusterSpec::new(
         1,
         1,
         &work,
         target.join("nodeimg-cluster"),
         basaltd,
-        workspace().join("units"),
+        workspace_dir().join("units"),
     );
     let mut cluster = Cluster::boot(spec).unwrap();
     for (role, a) in &cluster.images {

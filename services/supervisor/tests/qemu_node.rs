@@ -16,16 +16,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use basalt_nodeimg::{Artifacts, BuildOptions, Role, required_tools};
+use basalt_qemu::cluster::stage_basaltd;
+use basalt_qemu::http::request;
 use basalt_qemu::node::{NodePayload, build_node_image};
-use basalt_qemu::{BootMode, QEMU, READY_MARKER, Vm, have_program, image_vm, wait_until};
+use basalt_qemu::{
+    BootMode, QEMU, READY_MARKER, Vm, have_program, image_vm, target_dir, wait_until, workspace_dir,
+};
 use support::Cluster;
 
 /// The component that fails on this lone agent: `basaltd l4lb` needs etcd, and agents have
@@ -37,19 +39,6 @@ const FAILING_OUTPUT: &str = "etcd-client.env";
 
 /// TCG on a busy 2-core machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(480);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-}
 
 fn test_dir(name: &str) -> PathBuf {
     target_dir().join("nodeimg-test").join(name)
@@ -72,24 +61,6 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-/// Builds `basaltd` (debug; a no-op when up to date) and returns a stripped copy.
-fn basaltd(stage: &Path) -> PathBuf {
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", "basaltd"])
-        .current_dir(workspace())
-        .status()
-        .unwrap();
-    assert!(st.success(), "cargo build -p basaltd failed");
-    let built = target_dir().join("debug/basaltd");
-    let staged = stage.join("basaltd");
-    std::fs::copy(&built, &staged).unwrap();
-    if have_program("strip") {
-        let st = Command::new("strip").arg(&staged).status().unwrap();
-        assert!(st.success());
-    }
-    staged
-}
-
 struct Image {
     cluster: Cluster,
     artifacts: Artifacts,
@@ -103,8 +74,8 @@ fn image() -> &'static Image {
         let stage = test_dir("supervisor-stage");
         std::fs::create_dir_all(&stage).unwrap();
         let payload = NodePayload {
-            basaltd: basaltd(&stage),
-            units_dir: workspace().join("units"),
+            basaltd: stage_basaltd(&workspace_dir(), &target_dir(), &stage).unwrap(),
+            units_dir: workspace_dir().join("units"),
             cluster_pub: cluster.public_key_path(),
         };
         let artifacts =
@@ -168,17 +139,9 @@ fn boot(name: &str, bundle: &[u8], health_port: u16) -> Vm {
     Vm::start(cfg).unwrap()
 }
 
-/// GET over HTTP/1.0 on the forwarded port: (status, body).
+/// GET on the forwarded port: (status, body).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: node\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
+    request(port, "GET", path, None)
 }
 
 fn unit<'a>(report: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
