@@ -280,6 +280,15 @@ pub fn install_image_config(root: &Path, opts: &BuildOptions, base_key: &str) ->
         &repart_state(),
     )?;
     write(&root.join("etc/hostname"), "basalt\n")?;
+    // a regular file the supervisor rewrites in place (its sandbox allows that file only)
+    let resolv = root.join("etc/resolv.conf");
+    if resolv.symlink_metadata().is_ok() {
+        fs::remove_file(&resolv).map_err(ImageError::io(&resolv))?;
+    }
+    write(
+        &resolv,
+        "# rewritten at boot by basalt-supervisor (node-local DNS or the cluster's resolvers)\n",
+    )?;
     // empty machine-id: systemd generates one per boot on the volatile /etc
     write(&root.join("etc/machine-id"), "")?;
     let script = root.join("usr/lib/basalt/image-ready");

@@ -13,7 +13,9 @@
 //!    on agents, `etc/resources.json` from hardware detection (`basalt-agent::detect`);
 //! 5. starts `basalt-<role>.target` with `StartUnit(…, "replace")` over D-Bus ([`dbus`]),
 //!    follows the units' job results and active states, reports `READY=1`;
-//! 6. serves node health on port 1050 ([`health`]).
+//! 6. serves node health on port 1050 ([`health`]);
+//! 7. points `/etc/resolv.conf` at the node-local DNS while it answers, at the upstream
+//!    resolvers otherwise ([`resolv`]).
 //!
 //! Seams (commands, mounts, clock, fetches, systemd, detection) are traits ([`seams`]) with
 //! fakes ([`fake`]); [`Env`] bundles them.
@@ -27,6 +29,7 @@ pub mod ipdetect;
 pub mod ladder;
 pub mod layout;
 pub mod notify;
+pub mod resolv;
 pub mod seams;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -345,6 +348,18 @@ pub async fn run(
         role_target(prepared.role),
         opts.health_addr.port()
     ));
+    let resolv = match resolv::ResolvSettings::from_node_root(
+        &env.layout.node_root(),
+        env.layout.path(resolv::RESOLV_CONF),
+    ) {
+        Ok(settings) => Some(tokio::spawn(
+            resolv::ResolvFollower::new(settings).run(env.clock.clone()),
+        )),
+        Err(e) => {
+            eprintln!("basalt-supervisor: resolv.conf is left alone: {e}");
+            None
+        }
+    };
     let app = health::router(health_state(&env, &prepared));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -354,5 +369,8 @@ pub async fn run(
             source,
         });
     follower.abort();
+    if let Some(r) = resolv {
+        r.abort();
+    }
     served
 }

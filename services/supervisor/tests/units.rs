@@ -73,8 +73,13 @@ fn systemd_analyze_verify_accepts_every_unit() {
         .unwrap();
     assert!(st.success());
     std::fs::create_dir_all(r.join("usr/bin")).unwrap();
-    for stub in ["basaltd", "etcd"] {
-        let p = r.join("usr/bin").join(stub);
+    // the programs the units run that the image has (systemd-analyze checks they exist)
+    for stub in [
+        "usr/bin/basaltd",
+        "usr/bin/etcd",
+        "usr/lib/systemd/systemd-networkd-wait-online",
+    ] {
+        let p = r.join(stub);
         std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
