@@ -304,6 +304,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 fn local(state: &State, which: LocalEndpoint) -> Response {
     let m = &state.config.metadata;
     let body = match which {
+        LocalEndpoint::CaCert => return ca_cert(state.config.ca_pem.as_deref()),
         LocalEndpoint::DcosVersion => json!({
             "version": m.version,
             "dcos-variant": m.variant,
@@ -316,6 +317,23 @@ fn local(state: &State, which: LocalEndpoint) -> Response {
         }),
     };
     axum::Json(body).into_response()
+}
+
+/// `/ca/dcos-ca.crt`: the cluster CA as PEM (`application/x-x509-ca-cert`, as DC/OS),
+/// or 404 when the gateway was started without one.
+fn ca_cert(ca_pem: Option<&str>) -> Response {
+    match ca_pem {
+        Some(pem) => (
+            [(header::CONTENT_TYPE, "application/x-x509-ca-cert")],
+            pem.to_owned(),
+        )
+            .into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "ERR_NOT_FOUND",
+            "this gateway has no cluster CA configured (etc/tls/ca.crt)",
+        ),
+    }
 }
 
 /// Where the matched request goes: (upstream name, target).

@@ -21,6 +21,7 @@
 //! | `/system/v1/metrics` | metrics service `127.0.0.1:61082` | prefix stripped | yes | `dcos:adminrouter:ops:system-metrics` |
 //! | `= /metadata` | served here: `{"PUBLIC_IPV4", "CLUSTER_ID"}` | – | yes | `dcos:adminrouter:ops:metadata` |
 //! | `= /dcos-metadata/dcos-version.json` | served here | – | no | – |
+//! | `= /ca/dcos-ca.crt` | served here: the cluster CA (PEM), what `dcos cluster setup` pins | – | no | – |
 //!
 //! Everything else: 404. Permission names are DC/OS Enterprise's; DC/OS EE checks
 //! every `dcos:adminrouter:*` resource with action `full`, and so does Basalt (`full`
@@ -71,6 +72,9 @@ pub enum LocalEndpoint {
     Metadata,
     /// `/dcos-metadata/dcos-version.json`.
     DcosVersion,
+    /// `/ca/dcos-ca.crt`: the cluster CA certificate (PEM), fetched before any trust
+    /// exists so that clients can pin it by fingerprint.
+    CaCert,
 }
 
 /// Where a route's requests go.
@@ -270,6 +274,16 @@ pub const MASTER_ROUTES: &[Route] = &[
             Permission::None,
         )
     },
+    Route {
+        exact: true,
+        ..route(
+            "/ca/dcos-ca.crt",
+            U::Local(LocalEndpoint::CaCert),
+            Keep,
+            false,
+            Permission::None,
+        )
+    },
 ];
 
 /// The agent gateway's routes (port 61001, no authentication).
@@ -458,6 +472,17 @@ mod tests {
         );
         assert_eq!(p("/acs/api/v1/auth/login"), None);
         assert_eq!(p("/dcos-metadata/dcos-version.json"), None);
+    }
+
+    #[test]
+    fn ca_certificate_is_open_and_exact() {
+        let m = match_route(MASTER_ROUTES, "/ca/dcos-ca.crt").unwrap();
+        assert_eq!(m.route.upstream, UpstreamKind::Local(LocalEndpoint::CaCert));
+        assert!(!m.route.auth);
+        assert_eq!(m.permission(), None);
+        assert!(match_route(MASTER_ROUTES, "/ca/dcos-ca.crt/x").is_none());
+        assert!(match_route(MASTER_ROUTES, "/ca").is_none());
+        assert!(match_route(AGENT_ROUTES, "/ca/dcos-ca.crt").is_none());
     }
 
     #[test]
