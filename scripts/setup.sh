@@ -11,7 +11,10 @@ set -euo pipefail
 #   mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools
 #   qemu-utils ovmf    node image pipeline (nodeimg/) and QEMU boots (qemu/)
 #   curl               scripts/demo.sh reaches the demo cluster's APIs
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl)
+#   crun docker-registry busybox-static  the agent's OCI image tasks (runtime) and
+#                      their tests (a real local registry, a static busybox rootfs)
+#   python3-minimal    the agent's pod and health-check tests (a loopback HTTP server task)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl crun docker-registry busybox-static python3-minimal)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -38,6 +41,8 @@ bash "$(dirname "$0")/../qemu/setup-qemu.sh"
 # their own ports, so a packaged etcd on 2379 only gets in the way.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
+  # Likewise docker-registry.service (port 5000): the OCI tests start their own.
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup toolchain)"; exit 1; }

@@ -9,8 +9,13 @@
 //!    `DCOS_SERVICE_SCHEME` (`http`/`https`), and `DCOS_SERVICE_REWRITE_REQUEST_URLS=false`
 //!    keeps the `/service/<name>` prefix;
 //! 2. a framework whose id or name is `<name>`, through its `webui_url`;
-//! 3. not found (404). SRV lookups (`_<name>._tcp.marathon.mesos`) belong to a DNS-backed
-//!    resolver; this one does not do them.
+//! 3. Mesos-DNS's SRV answer for `_<name>._tcp.marathon.mesos` (a Marathon app without
+//!    labels; `/group/app` is Marathon's task name `app.group`, label `app-group`): the
+//!    first target, its
+//!    host name turned into the address Mesos-DNS gives it. The records are built with
+//!    basalt-dns's own record builder from the same state, so the gateway answers exactly
+//!    what the DNS would, without a DNS round trip;
+//! 4. not found (404).
 //!
 //! A failed refresh falls back to a cached state up to 75 s old, as Admin Router does.
 //!
@@ -320,6 +325,31 @@ pub fn resolve_service_in(state: &Value, name: &str) -> Option<Target> {
                 .and_then(Value::as_str)
                 .and_then(parse_webui)
         })
+        // 3. Mesos-DNS SRV.
+        .or_else(|| resolve_srv_in(state, name))
+}
+
+/// Step 3: the SRV records Mesos-DNS serves for `_<name>._tcp.marathon.<domain>`.
+pub fn resolve_srv_in(state: &Value, name: &str) -> Option<Target> {
+    use basalt_dns::records::rfc1123_label;
+    let parsed: basalt_dns::MasterState = serde_json::from_value(state.clone()).ok()?;
+    let set = basalt_dns::RecordSet::from_state(&parsed, &basalt_dns::DnsConfig::default()).ok()?;
+    // Marathon names the tasks of `/group/app` `app.group`; Mesos-DNS makes the whole task
+    // name one label (`app-group`)
+    let task_name: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).rev().collect();
+    let frag = rfc1123_label(&task_name.join("."));
+    if frag.is_empty() {
+        return None;
+    }
+    let key = format!("_{frag}._tcp.marathon.{}", set.domain);
+    let target = set.srv.get(&key)?.iter().next()?;
+    let host = set
+        .a
+        .get(&target.host)
+        .and_then(|ips| ips.iter().next())
+        .map(ToString::to_string)
+        .unwrap_or_else(|| target.host.trim_end_matches('.').to_owned());
+    Some(Target::http(format!("{host}:{}", target.port)))
 }
 
 /// The agent `id`'s HTTP address in a parsed `/master/state`.
@@ -406,6 +436,46 @@ mod tests {
         assert_eq!(k.base_path, "/ui");
         assert_eq!(resolve_service_in(&s, "nourl"), None);
         assert_eq!(resolve_service_in(&s, "ghost"), None);
+    }
+
+    /// A Mesos-shaped state Mesos-DNS can build records from (a leader, agents with IP
+    /// host names, Marathon tasks with port resources and no labels).
+    fn srv_state() -> Value {
+        json!({
+            "leader": "master@10.0.0.1:5050",
+            "hostname": "m1",
+            "slaves": [{"id": "S1", "hostname": "10.0.0.5", "pid": "slave(1)@10.0.0.5:5051"}],
+            "frameworks": [
+                {"id": "F-marathon", "name": "marathon", "webui_url": "http://10.0.0.1:8080",
+                 "tasks": [
+                    {"id": "plain.1", "name": "plain", "framework_id": "F-marathon",
+                     "state": "TASK_RUNNING", "slave_id": "S1",
+                     "resources": {"ports": "[31500-31500]"}, "statuses": []},
+                    {"id": "app.grp.1", "name": "app.grp", "framework_id": "F-marathon",
+                     "state": "TASK_RUNNING", "slave_id": "S1",
+                     "resources": {"ports": "[31600-31600]"}, "statuses": []}
+                 ]}
+            ]
+        })
+    }
+
+    #[test]
+    fn srv_fallback_answers_what_mesos_dns_would() {
+        let s = srv_state();
+        let t = resolve_service_in(&s, "plain").unwrap();
+        assert_eq!(
+            (t.scheme, t.authority.as_str()),
+            (Scheme::Http, "10.0.0.5:31500")
+        );
+        // `/service/grp/app`: Marathon's task name is `app.grp`
+        let t = resolve_service_in(&s, "grp/app").unwrap();
+        assert_eq!(t.authority, "10.0.0.5:31600");
+        assert_eq!(resolve_service_in(&s, "absent"), None);
+        assert_eq!(resolve_srv_in(&s, "///"), None);
+        // a state Mesos-DNS rejects (no leader) resolves nothing, it does not fail
+        let mut no_leader = s.clone();
+        no_leader["leader"] = json!("");
+        assert_eq!(resolve_srv_in(&no_leader, "plain"), None);
     }
 
     #[test]

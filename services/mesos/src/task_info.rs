@@ -32,6 +32,11 @@ pub struct CommandUri {
     /// File name to save it as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_file: Option<String>,
+    /// Expected SHA-256 of the fetched content, `<64 hex digits>` or `sha256:<hex>`
+    /// (a Basalt extension: Mesos' `URI` has no checksum; the agent's fetcher fails the
+    /// task when the content differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 open_enum! {

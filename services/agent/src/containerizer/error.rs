@@ -99,6 +99,15 @@ pub enum ContainerizerError {
         #[source]
         source: io::Error,
     },
+    /// A namespace to join could not be opened.
+    #[error("namespace {path}: {source}")]
+    Namespace {
+        /// The namespace file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -125,6 +134,9 @@ pub enum ContainerizerError {
         /// The container.
         container_id: String,
     },
+    /// The task's image could not be pulled or prepared (names the image).
+    #[error(transparent)]
+    Image(#[from] crate::oci::OciError),
 }
 
 impl ContainerizerError {

@@ -1,10 +1,11 @@
 //! Starting the task process with `clone(2)`.
 //!
 //! ```text
-//! no namespaces:  agent ── clone(VM|VFORK) ──▶ task: join cgroups, stdio, setsid,
-//!                                               chdir, drop to the user, execve
+//! no namespaces:  agent ── clone(VM|VFORK) ──▶ task: join cgroups, stdio, netns,
+//!                                               setsid, chdir, drop to the user, execve
 //! namespaces:     agent ── clone(VM|NEWPID|NEWNS) ──▶ init (pid 1): stdio,
 //!                   mount / private (recursive), mount a fresh /proc,
+//!                   bind-mount volumes, join a task group's network namespace,
 //!                   clone(VM|VFORK) ──▶ task (pid 2): join cgroups, setsid, chdir,
 //!                                                     user, execve
 //!                   then: forward signals to the task's process group, reap orphans;
@@ -88,6 +89,10 @@ pub(crate) struct ChildPlan {
     pub argv: Vec<CString>,
     /// `NAME=value` strings.
     pub envp: Vec<CString>,
+    /// A network namespace to join (the init joins it before starting the task).
+    pub netns: Option<OwnedFd>,
+    /// With namespaces: `(source, target, read-only)` bind mounts the init makes.
+    pub binds: Vec<(CString, CString, bool)>,
 }
 
 /// A started process.
@@ -188,6 +193,8 @@ const STEP_SETGROUPS: u32 = 7;
 const STEP_SETRESGID: u32 = 8;
 const STEP_SETRESUID: u32 = 9;
 const STEP_EXEC: u32 = 10;
+const STEP_SETNS_NET: u32 = 11;
+const STEP_BIND_MOUNT: u32 = 12;
 
 fn step_name(step: u32) -> &'static str {
     match step {
@@ -202,6 +209,8 @@ fn step_name(step: u32) -> &'static str {
         STEP_SETRESGID => "setresgid",
         STEP_SETRESUID => "setresuid",
         STEP_EXEC => "execve",
+        STEP_SETNS_NET => "join the network namespace",
+        STEP_BIND_MOUNT => "bind-mount a volume",
         _ => "an unknown step",
     }
 }
@@ -221,6 +230,9 @@ struct ChildCtx<'a> {
     envp: *const *const c_char,
     /// Stack for the task when the init starts it.
     task_stack: *mut c_void,
+    /// A network namespace to join, or -1.
+    netns: RawFd,
+    binds: &'a [(CString, CString, bool)],
 }
 
 fn spawn_err(step: &'static str) -> impl FnOnce(Errno) -> ContainerizerError {
@@ -264,6 +276,8 @@ pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned, ContainerizerError> {
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         task_stack: stack.top(0),
+        netns: plan.netns.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        binds: &plan.binds,
     };
     let (entry, top, flags): (extern "C" fn(*mut c_void) -> c_int, _, c_int) = if plan.namespaces {
         (
@@ -452,8 +466,54 @@ extern "C" fn task_entry(arg: *mut c_void) -> c_int {
         join_cgroups(c);
         if !c.namespaces {
             redirect(c);
+            join_netns(c);
         }
         exec_task(c)
+    }
+}
+
+/// Joins the network namespace, if one was given.
+///
+/// # Safety
+/// Child only.
+unsafe fn join_netns(c: &ChildCtx<'_>) {
+    // SAFETY: a raw system call on a descriptor the launching thread keeps open.
+    unsafe {
+        if c.netns >= 0
+            && let Err(e) = rawsys::setns(c.netns, libc::CLONE_NEWNET)
+        {
+            fail(c, STEP_SETNS_NET, e);
+        }
+    }
+}
+
+/// Bind-mounts the volumes (in the init's private mount namespace).
+///
+/// # Safety
+/// Namespace init only.
+unsafe fn bind_volumes(c: &ChildCtx<'_>) {
+    // SAFETY: raw system calls on the prepared C strings.
+    unsafe {
+        for (src, dst, read_only) in c.binds {
+            if let Err(e) = rawsys::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+            ) {
+                fail(c, STEP_BIND_MOUNT, e);
+            }
+            if *read_only
+                && let Err(e) = rawsys::mount(
+                    ptr::null(),
+                    dst.as_ptr(),
+                    ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                )
+            {
+                fail(c, STEP_BIND_MOUNT, e);
+            }
+        }
     }
 }
 
@@ -516,6 +576,9 @@ extern "C" fn init_entry(arg: *mut c_void) -> c_int {
         ) {
             fail(c, STEP_MOUNT_PROC, e);
         }
+        bind_volumes(c);
+        // The task inherits the init's network namespace.
+        join_netns(c);
         // Children must stay waitable even if the agent ignores SIGCHLD. Set before the
         // task starts: setting SIGCHLD to SIG_DFL (an "ignore" default) discards a
         // pending SIGCHLD, which a task as quick as /bin/true would already have sent.

@@ -97,8 +97,8 @@ pub use checkpoint::ContainerCheckpoint;
 pub use container::{Container, Termination};
 pub use error::ContainerizerError;
 pub use spec::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_PATH, EnvContext, LaunchSpec, RunPaths, port_env_name,
-    resolve_program, task_environment, validate_id,
+    DEFAULT_GRACE_PERIOD, DEFAULT_PATH, EnvContext, LaunchSpec, RunPaths, VolumeMount,
+    port_env_name, resolve_program, task_environment, validate_id,
 };
 pub use usage::ResourceStatistics;
 pub use user::TaskUser;
@@ -155,6 +155,8 @@ pub struct ContainerizerConfig {
     pub environment: BTreeMap<String, String>,
     /// How often the memory cgroup's OOM-kill count is checked while a task runs.
     pub oom_check_interval: Duration,
+    /// Registries and runtime of image tasks ([`crate::oci`]).
+    pub images: crate::oci::ImageSettings,
 }
 
 impl ContainerizerConfig {
@@ -176,6 +178,7 @@ impl ContainerizerConfig {
             default_grace_period: DEFAULT_GRACE_PERIOD,
             environment: BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())]),
             oom_check_interval: Duration::from_millis(250),
+            images: crate::oci::ImageSettings::default(),
         }
     }
 }
@@ -188,6 +191,8 @@ pub struct Containerizer {
     containers: Registry,
     /// Container ids being launched (not yet in `containers`).
     launching: Arc<Mutex<HashSet<ContainerId>>>,
+    /// Image tasks.
+    oci: Arc<crate::oci::OciRuntime>,
 }
 
 /// Holds a container id in `launching` until dropped.
@@ -236,11 +241,16 @@ impl Containerizer {
                 });
             }
         }
+        let oci = Arc::new(crate::oci::OciRuntime::new(
+            &config.work_dir,
+            config.images.clone(),
+        )?);
         Ok(Self {
             config,
             cgroups,
             containers: Arc::new(Mutex::new(HashMap::new())),
             launching: Arc::new(Mutex::new(HashSet::new())),
+            oci,
         })
     }
 
@@ -292,26 +302,61 @@ impl Containerizer {
                 id: cid.clone(),
             }
         };
-        let (program, argv) = spec.argv()?;
-        let user = user::resolve(spec.user(), self.config.switch_user)?;
+        let image = crate::oci::task_image(&spec.task).map_err(|reason| {
+            ContainerizerError::InvalidTask {
+                task_id: spec.task.task_id.value.clone(),
+                reason,
+            }
+        })?;
         let limits = spec.limits();
         let grace = spec.grace_period(self.config.default_grace_period);
-        let paths = RunPaths::new(
+        let mut paths = RunPaths::new(
             &self.config.work_dir,
             self.config.agent_id.as_str(),
             spec.framework_id.as_str(),
             executor_id.as_str(),
             &cid.value,
         );
+        if let Some(s) = &spec.sandbox {
+            paths.sandbox = s.clone();
+        }
         let ctx = EnvContext {
             base: &self.config.environment,
             hostname: &self.config.hostname,
             agent_endpoint: &self.config.agent_endpoint,
             agent_id: self.config.agent_id.as_str(),
         };
-        let env = task_environment(&ctx, &spec, &paths.sandbox)?;
-        let path_var = env.get("PATH").cloned().unwrap_or_default();
-        let program = resolve_program(&program, &path_var, &paths.sandbox)?;
+        // An image task runs the OCI runtime in place of its command (see `oci`).
+        let (program, argv, env, user, bundle) = match &image {
+            Some(image) => {
+                let p = self
+                    .oci
+                    .prepare(crate::oci::ImageLaunch {
+                        spec: &spec,
+                        image,
+                        paths: &paths,
+                        ctx,
+                        cgroups: self.cgroups.as_ref(),
+                        limits,
+                        switch_user: self.config.switch_user,
+                    })
+                    .await?;
+                (p.program, p.argv, p.env, None, Some(p.bundle))
+            }
+            None => {
+                let (program, argv) = spec.argv()?;
+                let user = user::resolve(spec.user(), self.config.switch_user)?;
+                let env = task_environment(&ctx, &spec, &paths.sandbox)?;
+                let path_var = env.get("PATH").cloned().unwrap_or_default();
+                let program = resolve_program(&program, &path_var, &paths.sandbox)?;
+                (program, argv, env, user, None)
+            }
+        };
+        let release_bundle = |oci: &Arc<crate::oci::OciRuntime>| {
+            if let Some(b) = bundle.clone() {
+                tokio::spawn(Arc::clone(oci).release(b));
+            }
+        };
         let prepared = Prepared {
             program,
             argv,
@@ -320,6 +365,9 @@ impl Containerizer {
             limits,
             paths,
             namespaces: self.config.isolation.namespaces,
+            own_sandbox: spec.sandbox.is_some(),
+            netns: spec.netns.clone(),
+            volumes: spec.volumes.clone(),
             cgroups: self.cgroups.clone(),
             checkpoint: CheckpointIds {
                 container_id: cid.clone(),
@@ -333,7 +381,9 @@ impl Containerizer {
             .map_err(|e| ContainerizerError::Runtime {
                 container_id: cid.value.clone(),
                 reason: e.to_string(),
-            })??;
+            })
+            .and_then(|r| r)
+            .inspect_err(|_| release_bundle(&self.oci))?;
 
         let pidfd = Arc::new(started.spawned.pidfd);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -368,6 +418,7 @@ impl Containerizer {
             Err(e) => {
                 let (_, e) = e.into_parts();
                 container.destroy_blocking(Duration::from_secs(10));
+                release_bundle(&self.oci);
                 return Err(ContainerizerError::Spawn {
                     step: "register the pidfd with the runtime",
                     errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
@@ -391,6 +442,13 @@ impl Containerizer {
             registry: Arc::clone(&self.containers),
         };
         tokio::spawn(supervisor.run());
+        if let Some(b) = bundle {
+            let (c, oci) = (container.clone(), Arc::clone(&self.oci));
+            tokio::spawn(async move {
+                c.wait().await;
+                oci.release(b).await;
+            });
+        }
         Ok(container)
     }
 }
@@ -411,6 +469,10 @@ struct Prepared {
     limits: TaskLimits,
     paths: RunPaths,
     namespaces: bool,
+    /// The sandbox is not the run directory (no `runs/latest` link).
+    own_sandbox: bool,
+    netns: Option<PathBuf>,
+    volumes: Vec<spec::VolumeMount>,
     cgroups: Option<Arc<CgroupManager>>,
     checkpoint: CheckpointIds,
 }
@@ -433,6 +495,65 @@ fn sandbox_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerizerError
 }
 
 impl Prepared {
+    /// Makes the volumes visible in the sandbox: with namespaces, the mount points and
+    /// `(host path, mount point, read-only)` for the init to bind-mount; without, a
+    /// symlink at the container path. The volume is given to the task's user.
+    #[allow(clippy::type_complexity)]
+    fn volume_mounts(
+        &self,
+        sandbox: &Path,
+    ) -> Result<Vec<(CString, CString, bool)>, ContainerizerError> {
+        let mut out = Vec::new();
+        for v in &self.volumes {
+            let rel = &v.container_path;
+            if rel.as_os_str().is_empty()
+                || !rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(ContainerizerError::InvalidTask {
+                    task_id: self.checkpoint.task_id.value.clone(),
+                    reason: format!(
+                        "volume container_path '{}' must be a relative path inside the sandbox",
+                        rel.display()
+                    ),
+                });
+            }
+            let target = sandbox.join(rel);
+            if let Some(u) = &self.user {
+                std::os::unix::fs::chown(&v.host_path, Some(u.uid), Some(u.gid))
+                    .map_err(sandbox_err(&v.host_path))?;
+            }
+            if self.namespaces {
+                std::fs::create_dir_all(&target).map_err(sandbox_err(&target))?;
+                out.push((
+                    cstring(
+                        || "volume host path".into(),
+                        &v.host_path.display().to_string(),
+                    )?,
+                    cstring(
+                        || "volume container path".into(),
+                        &target.display().to_string(),
+                    )?,
+                    v.read_only,
+                ));
+            } else {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(sandbox_err(parent))?;
+                }
+                match std::fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {
+                        std::fs::remove_dir(&target).map_err(sandbox_err(&target))?
+                    }
+                    Ok(_) => std::fs::remove_file(&target).map_err(sandbox_err(&target))?,
+                    Err(_) => {}
+                }
+                std::os::unix::fs::symlink(&v.host_path, &target).map_err(sandbox_err(&target))?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Blocking part of a launch: directories, files, cgroup, clone, checkpoint.
     fn start(self) -> Result<Started, ContainerizerError> {
         let argv = self
@@ -485,7 +606,23 @@ impl Prepared {
                 .open(null)
                 .map_err(sandbox_err(null))?,
         );
-        link_latest(sandbox);
+        if !self.own_sandbox {
+            link_latest(sandbox);
+        }
+        let netns = match &self.netns {
+            Some(p) => Some(OwnedFd::from(
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_CLOEXEC)
+                    .open(p)
+                    .map_err(|source| ContainerizerError::Namespace {
+                        path: p.clone(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        let binds = self.volume_mounts(sandbox)?;
 
         let status_file = if self.namespaces {
             let p = self.paths.meta.join(checkpoint::WAIT_STATUS_FILE);
@@ -540,6 +677,8 @@ impl Prepared {
             program,
             argv,
             envp,
+            netns,
+            binds,
         };
         let spawned = match launch::spawn(&plan) {
             Ok(s) => s,

@@ -182,6 +182,16 @@ pub unsafe fn mount(
     check(r).map(|_| ())
 }
 
+/// `setns(fd, nstype)`.
+///
+/// # Safety
+/// Changes this thread's namespace.
+pub unsafe fn setns(fd: c_int, nstype: c_int) -> Result<(), i32> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { syscall(libc::SYS_setns, [fd as usize, nstype as usize, 0, 0, 0, 0]) })
+        .map(|_| ())
+}
+
 /// `setsid()`.
 ///
 /// # Safety

@@ -32,6 +32,26 @@ pub struct LaunchSpec {
     pub executor_id: Option<ExecutorId>,
     /// The task (must carry a `command`).
     pub task: TaskInfo,
+    /// The sandbox directory when it is not the run directory ([`RunPaths`]): a task of
+    /// a task group runs in `<executor sandbox>/tasks/<task_id>`.
+    pub sandbox: Option<PathBuf>,
+    /// A network namespace to join (`/proc/<pid>/ns/net` or a bind mount of one): the
+    /// tasks of a group share one.
+    pub netns: Option<PathBuf>,
+    /// Host directories made visible in the sandbox (persistent volumes).
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A host directory mounted into a task's sandbox: bind-mounted in the task's mount
+/// namespace, or a symlink in the sandbox when the task has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The directory on the host.
+    pub host_path: PathBuf,
+    /// Where it appears, relative to the sandbox (`Volume.container_path`).
+    pub container_path: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 impl LaunchSpec {
@@ -44,6 +64,9 @@ impl LaunchSpec {
             framework_user: None,
             executor_id: None,
             task,
+            sandbox: None,
+            netns: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -78,15 +78,33 @@ fn executor_json(agent_id: &str, tasks: &[&TaskEntry], completed: bool) -> Json 
     };
     let (running, done): (Vec<&&TaskEntry>, Vec<&&TaskEntry>) =
         tasks.iter().partition(|t| !t.status.state.is_terminal());
+    // A task group's executor sandbox holds `tasks/<task_id>`.
+    let group = first.group.is_some();
     let directory = first
         .sandbox
-        .as_ref()
+        .as_deref()
+        .map(|p| {
+            if group {
+                p.parent().and_then(Path::parent).unwrap_or(p)
+            } else {
+                p
+            }
+        })
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let resources = first.task.resource_set();
+    let name = if group {
+        "Default Executor".to_string()
+    } else {
+        format!(
+            "Command Executor (Task: {}) (Command: sh -c '...')",
+            first.task.task_id.as_str()
+        )
+    };
     json!({
         "id": first.executor_id.as_str(),
-        "name": format!("Command Executor (Task: {}) (Command: sh -c '...')", first.task.task_id.as_str()),
+        "name": name,
+        "type": if group { "DEFAULT" } else { "COMMAND" },
         "source": first.task.task_id.as_str(),
         "framework_id": first.framework_id.as_str(),
         "slave_id": agent_id,
@@ -389,17 +407,20 @@ async fn read(State(inner): State<Shared>, Query(q): Query<FileQuery>) -> Respon
             );
         }
     };
+    // Mesos' files API: offset -1 (or past the end) gives the size and no data; a
+    // missing or -1 length reads to the end; reads are capped at 16 pages.
     if offset == -1 {
         return AxJson(json!({"data": "", "offset": size})).into_response();
     }
     let offset = u64::try_from(offset).unwrap_or(0);
     if offset >= size {
-        return AxJson(json!({"data": "", "offset": offset})).into_response();
+        return AxJson(json!({"data": "", "offset": size})).into_response();
     }
     let length = match q.length {
         Some(l) if l >= 0 => u64::try_from(l).unwrap_or(0),
-        _ => DEFAULT_READ_LENGTH,
-    };
+        _ => size - offset,
+    }
+    .min(DEFAULT_READ_LENGTH);
     let mut buf = Vec::new();
     let res = f
         .seek(SeekFrom::Start(offset))

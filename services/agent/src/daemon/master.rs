@@ -233,6 +233,7 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
         "REGISTERED" => {
             let Some(r) = ev.registered else { return };
             tracing::info!(agent_id = %r.agent_id.as_str(), master_id = %r.master_id, "registered");
+            let mut volumes_changed = None;
             {
                 let mut s = lock(&inner.state);
                 s.agent_id = Some(r.agent_id.clone());
@@ -242,7 +243,8 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
                 ));
                 s.registrations += 1;
                 if let Some(c) = r.checkpointed_resources {
-                    s.resources = c;
+                    let old = std::mem::replace(&mut s.resources, c.clone());
+                    volumes_changed = Some((old, c));
                 }
                 for p in &mut s.pending {
                     p.accepted = false;
@@ -250,6 +252,9 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
             }
             if let Err(e) = status::write_latest(&inner.cfg.work_dir, &r.agent_id) {
                 tracing::error!(error = %e, "checkpointing the agent id failed");
+            }
+            if let Some((old, new)) = volumes_changed {
+                super::volumes::sync(inner, &old, &new);
             }
             super::ensure_containerizer(inner);
             status::checkpoint(inner);
@@ -261,20 +266,7 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
         }
         "LAUNCH_GROUP" => {
             let Some(g) = ev.launch_group else { return };
-            let Some(fw_id) = g.framework_info.id.clone() else {
-                return;
-            };
-            for t in g.task_group.tasks {
-                if add_task(inner, &g.framework_info, &t) {
-                    let mut st = TaskStatus::new(t.task_id.clone(), TaskState::Failed);
-                    st.message = Some(
-                        "task groups (LAUNCH_GROUP) are not supported by this agent yet".into(),
-                    );
-                    st.reason = Some(basalt_mesos::TaskStatusReason::ContainerLaunchFailed);
-                    st.source = Some(basalt_mesos::TaskStatusSource::Agent);
-                    status::enqueue(inner, &fw_id, st);
-                }
-            }
+            super::pods::launch_group(inner, g);
         }
         "KILL" => {
             let Some(k) = ev.kill else { return };
@@ -326,7 +318,8 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
         }
         "CHECKPOINT_RESOURCES" => {
             if let Some(r) = ev.checkpoint_resources {
-                lock(&inner.state).resources = r;
+                let old = std::mem::replace(&mut lock(&inner.state).resources, r.clone());
+                super::volumes::sync(inner, &old, &r);
             }
         }
         "MESSAGE" => {
@@ -340,11 +333,14 @@ fn handle(inner: &Arc<Inner>, ev: AgentEvent) {
     }
 }
 
-/// Records a task as STAGING; false when it is already known and not terminal.
-fn add_task(
+/// Records a task as STAGING (of `executor` and `group` for a task group); false when
+/// it is already known and not terminal.
+pub(super) fn add_task(
     inner: &Arc<Inner>,
     framework: &basalt_mesos::FrameworkInfo,
     task: &basalt_mesos::TaskInfo,
+    executor: Option<&basalt_mesos::ExecutorId>,
+    group: Option<&str>,
 ) -> bool {
     let Some(fw_id) = framework.id.clone() else {
         tracing::warn!(task = %task.task_id.as_str(), "LAUNCH without a framework id ignored");
@@ -363,11 +359,12 @@ fn add_task(
     let mut st = TaskStatus::new(task.task_id.clone(), TaskState::Staging);
     st.agent_id = s.agent_id.clone();
     st.timestamp = Some(super::now_secs());
-    let executor_id = task
-        .executor
-        .as_ref()
-        .map(|e| e.executor_id.clone())
-        .unwrap_or_else(|| basalt_mesos::ExecutorId::new(task.task_id.as_str()));
+    let executor_id = executor.cloned().unwrap_or_else(|| {
+        task.executor
+            .as_ref()
+            .map(|e| e.executor_id.clone())
+            .unwrap_or_else(|| basalt_mesos::ExecutorId::new(task.task_id.as_str()))
+    });
     s.tasks.insert(
         key,
         TaskEntry {
@@ -382,6 +379,8 @@ fn add_task(
             pid: None,
             kill_requested: None,
             container: None,
+            group: group.map(str::to_owned),
+            oom: None,
         },
     );
     true
@@ -392,7 +391,7 @@ fn launch(
     framework: basalt_mesos::FrameworkInfo,
     task: basalt_mesos::TaskInfo,
 ) {
-    if !add_task(inner, &framework, &task) {
+    if !add_task(inner, &framework, &task, None, None) {
         return;
     }
     let Some(fw_id) = framework.id.clone() else {

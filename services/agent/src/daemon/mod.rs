@@ -12,9 +12,19 @@
 //! * `REGISTERED`: the agent id is checkpointed as `<work_dir>/meta/slaves/latest`
 //!   (a symlink to `<agent_id>`, as Mesos), so a restarted daemon re-registers with the
 //!   same id; the containerizer is created (its sandbox paths need the id).
-//! * `LAUNCH`: the task is launched by the [`Containerizer`]; TASK_RUNNING once its
-//!   process exec'd, then the terminal status from [`Container::wait`]. A launch error
-//!   becomes its TASK_FAILED/TASK_ERROR status; the agent stays up.
+//! * `LAUNCH`: the task's health check is validated (TASK_ERROR naming the field), its
+//!   URIs fetched into the sandbox ([`crate::fetcher`]; a failure is TASK_FAILED
+//!   `REASON_CONTAINER_LAUNCH_FAILED` naming the URI), its persistent volumes attached
+//!   (`volumes` module), then it is launched by the [`Containerizer`]; TASK_RUNNING once
+//!   its process exec'd, health updates (TASK_RUNNING with `healthy`, [`crate::health`];
+//!   a kill after `consecutive_failures`), then the terminal status from
+//!   [`Container::wait`]. A launch error becomes its TASK_FAILED/TASK_ERROR status; the
+//!   agent stays up.
+//! * `LAUNCH_GROUP`: each task of the group runs as its own container in the DEFAULT
+//!   executor's network namespace and sandbox (`pods` module); one failing or killed
+//!   task kills its group.
+//! * `CHECKPOINT_RESOURCES`: the new total; persistent volumes created or destroyed
+//!   on disk.
 //! * `KILL`: SIGTERM, SIGKILL after the grace period (the KILL's kill policy, else the
 //!   task's, else the configured default) → TASK_KILLED.
 //! * `SHUTDOWN_FRAMEWORK` / `SHUTDOWN_EXECUTOR`: kills the framework's (executor's)
@@ -32,17 +42,23 @@
 //!
 //! # Limits
 //!
-//! * Only command tasks (`LAUNCH`); `LAUNCH_GROUP` answers TASK_FAILED for each task.
+//! * Command tasks and task groups; no custom executors.
 //! * Recovery after a daemon restart re-registers with the same id and reports the
 //!   checkpointed tasks whose process still lives (pid + start time from the
-//!   containerizer's checkpoint); they keep running, are watched by polling and killed
-//!   by signal. Their OOM state and usage are not re-attached.
+//!   containerizer's checkpoint); they keep running, are watched by polling (exit, and
+//!   OOM kills in their memory cgroup) and killed by signal. Their usage and health
+//!   checks are not re-attached; a task group's network namespace is not recovered.
+//! * Finished sandboxes are deleted `gc_delay` after the task ended (`gc` module), by
+//!   timers of the daemon that saw the task end.
 //! * Framework messages to executors are logged and dropped (no custom executors).
 
+mod gc;
 mod http;
 mod master;
+mod pods;
 mod recover;
 mod status;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +78,8 @@ use crate::containerizer::{
     Container, Containerizer, ContainerizerConfig, DEFAULT_GRACE_PERIOD, DEFAULT_PATH, Isolation,
 };
 use crate::detect::{DetectConfig, DetectError, Detector, ResourceCache};
+use crate::fetcher::{Fetcher, FetcherConfig, Owner};
+use crate::health;
 
 pub use status::PendingUpdate;
 
@@ -145,6 +163,8 @@ pub struct ContainerSettings {
     pub environment: BTreeMap<String, String>,
     /// How often memory cgroups are checked for OOM kills.
     pub oom_check_interval: Duration,
+    /// Image tasks: default and insecure (plain HTTP) registries, OCI runtime.
+    pub images: crate::oci::ImageSettings,
 }
 
 impl Default for ContainerSettings {
@@ -155,6 +175,7 @@ impl Default for ContainerSettings {
             default_grace_period: DEFAULT_GRACE_PERIOD,
             environment: BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())]),
             oom_check_interval: Duration::from_millis(250),
+            images: crate::oci::ImageSettings::default(),
         }
     }
 }
@@ -189,6 +210,10 @@ pub struct AgentConfig {
     pub update_retry_max: Duration,
     /// How many completed tasks `/state` keeps.
     pub max_completed_tasks: usize,
+    /// The fetcher's cache (Mesos `--fetcher_cache_dir`; default `<work_dir>/fetch`).
+    pub fetcher_cache_dir: PathBuf,
+    /// How long a finished task's sandbox is kept (Mesos `--gc_delay`, one week).
+    pub gc_delay: Duration,
 }
 
 impl AgentConfig {
@@ -204,7 +229,6 @@ impl AgentConfig {
             masters,
             join_credential,
             resources: ResourceSource::Detect(DetectConfig::new(work_dir.clone())),
-            work_dir,
             hostname: hostname.into(),
             advertise_ip: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 5051)),
@@ -214,6 +238,9 @@ impl AgentConfig {
             update_retry_initial: Duration::from_millis(100),
             update_retry_max: Duration::from_secs(10),
             max_completed_tasks: 1000,
+            fetcher_cache_dir: work_dir.join("fetch"),
+            gc_delay: Duration::from_secs(7 * 24 * 3600),
+            work_dir,
         }
     }
 }
@@ -249,6 +276,12 @@ pub struct TaskEntry {
     /// The live container (not checkpointed).
     #[serde(skip)]
     container: Option<Container>,
+    /// The task group (one `LAUNCH_GROUP`) it belongs to, if any.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// A recovered task was OOM-killed: the memory limitation message.
+    #[serde(skip)]
+    oom: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -271,11 +304,16 @@ struct State {
     containerizer: Option<Arc<Containerizer>>,
     containerizer_error: Option<String>,
     stopping: bool,
+    /// Default executors of task groups.
+    executors: BTreeMap<(FrameworkId, ExecutorId), pods::GroupExecutor>,
 }
 
 struct Inner {
     cfg: AgentConfig,
     client: reqwest::Client,
+    fetcher: Fetcher,
+    /// Serialises the creation of task groups' executors.
+    group_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     updates_wake: Notify,
     stop: watch::Sender<bool>,
@@ -415,11 +453,15 @@ impl AgentDaemon {
             .no_proxy()
             .build()
             .map_err(|e| AgentError::Client(e.to_string()))?;
+        let fetcher = Fetcher::new(FetcherConfig::new(cfg.fetcher_cache_dir.clone()))
+            .map_err(|e| AgentError::Client(e.to_string()))?;
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             endpoint: SocketAddr::new(ip, http_address.port()).to_string(),
             cfg,
             client,
+            fetcher,
+            group_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
             updates_wake: Notify::new(),
             stop,
@@ -549,6 +591,7 @@ fn ensure_containerizer(inner: &Arc<Inner>) -> Option<Arc<Containerizer>> {
     cc.default_grace_period = set.default_grace_period;
     cc.environment = set.environment.clone();
     cc.oom_check_interval = set.oom_check_interval;
+    cc.images = set.images.clone();
     match Containerizer::new(cc) {
         Ok(c) => {
             let c = Arc::new(c);
@@ -564,26 +607,114 @@ fn ensure_containerizer(inner: &Arc<Inner>) -> Option<Arc<Containerizer>> {
     }
 }
 
+/// Where a task runs besides the command executor's defaults (tasks of a group).
+#[derive(Debug, Clone, Default)]
+struct Placement {
+    /// The executor (a group's default executor); else the task id.
+    executor_id: Option<ExecutorId>,
+    /// The sandbox (`<executor sandbox>/tasks/<task_id>`); else the run directory.
+    pub sandbox: Option<PathBuf>,
+    /// The network namespace to join.
+    pub netns: Option<PathBuf>,
+}
+
+fn failed_status(
+    task_id: &TaskId,
+    state: TaskState,
+    reason: basalt_mesos::TaskStatusReason,
+    message: String,
+) -> TaskStatus {
+    let mut st = TaskStatus::new(task_id.clone(), state);
+    st.message = Some(message);
+    st.reason = Some(reason);
+    st.source = Some(basalt_mesos::TaskStatusSource::Agent);
+    st
+}
+
 /// Launches one task and reports its statuses until it ends.
 async fn run_task(inner: Arc<Inner>, framework: FrameworkInfo, fw_id: FrameworkId, task: TaskInfo) {
+    run_placed_task(inner, framework, fw_id, task, Placement::default()).await;
+}
+
+/// Launches one task (fetch, volumes, health checks) and reports its statuses until it
+/// ends.
+async fn run_placed_task(
+    inner: Arc<Inner>,
+    framework: FrameworkInfo,
+    fw_id: FrameworkId,
+    task: TaskInfo,
+    placement: Placement,
+) {
     let task_id = task.task_id.clone();
     let Some(cz) = ensure_containerizer(&inner) else {
         let why = lock(&inner.state)
             .containerizer_error
             .clone()
             .unwrap_or_else(|| "the agent is not registered".into());
-        let mut st = TaskStatus::new(task_id.clone(), TaskState::Failed);
-        st.message = Some(format!("the containerizer is unavailable: {why}"));
-        st.reason = Some(basalt_mesos::TaskStatusReason::ContainerLaunchFailed);
-        st.source = Some(basalt_mesos::TaskStatusSource::Agent);
+        let st = failed_status(
+            &task_id,
+            TaskState::Failed,
+            basalt_mesos::TaskStatusReason::ContainerLaunchFailed,
+            format!("the containerizer is unavailable: {why}"),
+        );
         status::enqueue(&inner, &fw_id, st);
         return;
     };
+    if let Some(hc) = &task.health_check
+        && let Err(e) = health::validate(hc)
+    {
+        let st = failed_status(
+            &task_id,
+            TaskState::Error,
+            basalt_mesos::TaskStatusReason::TaskInvalid,
+            format!("task '{}': {e}", task_id.as_str()),
+        );
+        status::enqueue(&inner, &fw_id, st);
+        return;
+    }
     let cid = ContainerId::new(uuid::Uuid::new_v4().to_string());
     let mut spec = crate::containerizer::LaunchSpec::new(cid.clone(), fw_id.clone(), task);
     if !framework.user.is_empty() {
         spec = spec.with_framework_user(framework.user.clone());
     }
+    spec.executor_id = placement.executor_id.clone();
+    spec.netns = placement.netns.clone();
+    spec.sandbox = placement.sandbox.clone();
+    let role = framework.role.clone().unwrap_or_else(|| "*".into());
+    match volumes::task_volumes(&inner, &spec.task, &role) {
+        Ok(v) => spec.volumes = v,
+        Err(msg) => {
+            let st = failed_status(
+                &task_id,
+                TaskState::Failed,
+                basalt_mesos::TaskStatusReason::ContainerLaunchFailed,
+                msg,
+            );
+            status::enqueue(&inner, &fw_id, st);
+            return;
+        }
+    }
+    let sandbox = spec.sandbox.clone().unwrap_or_else(|| {
+        crate::containerizer::RunPaths::new(
+            &inner.cfg.work_dir,
+            cz.config().agent_id.as_str(),
+            fw_id.as_str(),
+            spec.executor_id().as_str(),
+            &cid.value,
+        )
+        .sandbox
+    });
+    if let Some(t) = lock(&inner.state)
+        .tasks
+        .get_mut(&(fw_id.clone(), task_id.clone()))
+    {
+        t.sandbox = Some(sandbox.clone());
+    }
+    if let Err(st) = fetch_uris(&inner, &spec, &sandbox).await {
+        status::enqueue(&inner, &fw_id, *st);
+        return;
+    }
+    let launched_spec = spec.clone();
     let container = match cz.launch(spec).await {
         Ok(c) => c,
         Err(e) => {
@@ -592,9 +723,10 @@ async fn run_task(inner: Arc<Inner>, framework: FrameworkInfo, fw_id: FrameworkI
             return;
         }
     };
+    let key = (fw_id.clone(), task_id.clone());
     let kill = {
         let mut s = lock(&inner.state);
-        match s.tasks.get_mut(&(fw_id.clone(), task_id.clone())) {
+        match s.tasks.get_mut(&key) {
             Some(t) => {
                 t.container_id = Some(cid);
                 t.sandbox = Some(container.sandbox().to_path_buf());
@@ -610,11 +742,148 @@ async fn run_task(inner: Arc<Inner>, framework: FrameworkInfo, fw_id: FrameworkI
     running.source = Some(basalt_mesos::TaskStatusSource::Executor);
     status::enqueue(&inner, &fw_id, running);
     if let Some(grace) = kill {
+        if let Some(t) = lock(&inner.state).tasks.get_mut(&key) {
+            t.kill_requested = Some(grace);
+        }
         container.kill(grace);
     }
-    let term = container.wait().await;
+    // Health checks: TASK_RUNNING updates with `healthy`, a kill after too many failures.
+    let (htx, mut hrx) = tokio::sync::mpsc::unbounded_channel();
+    let checker = match launched_spec.task.health_check.clone() {
+        Some(hc) => {
+            let ctx = health_context(&inner, &cz, &launched_spec, &container);
+            match health::HealthChecker::spawn(hc, ctx, htx) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(task = %task_id.as_str(), error = %e, "health checker");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut killed_by_health = false;
+    let term = loop {
+        tokio::select! {
+            t = container.wait() => break t,
+            Some(u) = hrx.recv() => {
+                let stopping = lock(&inner.state)
+                    .tasks
+                    .get(&key)
+                    .is_none_or(|t| t.kill_requested.is_some() || t.status.state.is_terminal());
+                if stopping || killed_by_health {
+                    continue;
+                }
+                let mut st = TaskStatus::new(task_id.clone(), TaskState::Running);
+                st.healthy = Some(u.healthy);
+                st.reason = Some(basalt_mesos::TaskStatusReason::TaskHealthCheckStatusUpdated);
+                st.source = Some(basalt_mesos::TaskStatusSource::Executor);
+                st.message = u.message;
+                status::enqueue(&inner, &fw_id, st);
+                if u.kill_task {
+                    tracing::warn!(task = %task_id.as_str(), "killing the task: its health check failed too often");
+                    killed_by_health = true;
+                    container.kill(None);
+                }
+            }
+        }
+    };
+    drop(checker);
     tracing::info!(task = %task_id.as_str(), state = ?term.state, message = %term.message, "task ended");
-    status::enqueue(&inner, &fw_id, term.task_status(task_id));
+    let mut st = term.task_status(task_id);
+    if killed_by_health {
+        st.healthy = Some(false);
+    }
+    status::enqueue(&inner, &fw_id, st);
+}
+
+/// What COMMAND, HTTP and TCP checks of a launched task need.
+fn health_context(
+    inner: &Inner,
+    cz: &Containerizer,
+    spec: &crate::containerizer::LaunchSpec,
+    container: &Container,
+) -> health::CheckContext {
+    let c = cz.config();
+    let ctx = crate::containerizer::EnvContext {
+        base: &c.environment,
+        hostname: &c.hostname,
+        agent_endpoint: &c.agent_endpoint,
+        agent_id: c.agent_id.as_str(),
+    };
+    let env = crate::containerizer::task_environment(&ctx, spec, container.sandbox())
+        .unwrap_or_else(|_| c.environment.clone());
+    let user = match spec.user() {
+        Some(name) if inner.cfg.containers.switch_user => nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .filter(|u| u.uid != nix::unistd::Uid::effective())
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+        _ => None,
+    };
+    health::CheckContext {
+        env,
+        sandbox: container.sandbox().to_path_buf(),
+        mount_ns: container
+            .has_namespaces()
+            .then(|| PathBuf::from(format!("/proc/{}/ns/mnt", container.pid()))),
+        net_ns: spec.netns.clone(),
+        user,
+    }
+}
+
+/// Fetches the task's `CommandInfo.uris` into its sandbox (owned by the task's user);
+/// a failure is the task's TASK_FAILED status (`REASON_CONTAINER_LAUNCH_FAILED`, as a
+/// Mesos agent whose fetcher failed).
+async fn fetch_uris(
+    inner: &Inner,
+    spec: &crate::containerizer::LaunchSpec,
+    sandbox: &Path,
+) -> Result<(), Box<TaskStatus>> {
+    let uris = spec
+        .task
+        .command
+        .as_ref()
+        .map_or(&[][..], |c| c.uris.as_slice());
+    if uris.is_empty() {
+        return Ok(());
+    }
+    // An invalid id or an unknown user: the launch reports it (TASK_ERROR/TASK_FAILED).
+    for (field, id) in [
+        ("framework_id", spec.framework_id.as_str()),
+        ("executor_id", &spec.executor_id().value),
+        ("container_id", &spec.container_id.value),
+    ] {
+        if crate::containerizer::validate_id(field, id).is_err() {
+            return Ok(());
+        }
+    }
+    let owner = match spec.user() {
+        Some(name) if inner.cfg.containers.switch_user => {
+            match nix::unistd::User::from_name(name) {
+                Ok(Some(u)) => Some(Owner {
+                    uid: u.uid.as_raw(),
+                    gid: u.gid.as_raw(),
+                }),
+                _ => return Ok(()),
+            }
+        }
+        _ => None,
+    };
+    match inner.fetcher.fetch(uris, sandbox, owner).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(task = %spec.task.task_id.as_str(), error = %e, "fetch failed");
+            let mut st = TaskStatus::new(spec.task.task_id.clone(), TaskState::Failed);
+            st.message = Some(format!(
+                "Failed to launch container: Failed to fetch URIs for container '{}': {e}",
+                spec.container_id.value
+            ));
+            st.reason = Some(basalt_mesos::TaskStatusReason::ContainerLaunchFailed);
+            st.source = Some(basalt_mesos::TaskStatusSource::Agent);
+            Err(Box::new(st))
+        }
+    }
 }
 
 /// Kills a task: its container, a recovered process, or (still launching) on launch.
@@ -628,6 +897,7 @@ fn kill_task(inner: &Arc<Inner>, fw: &FrameworkId, task_id: &TaskId, grace: Opti
         return;
     }
     if let Some(c) = &t.container {
+        t.kill_requested = Some(grace);
         c.kill(grace);
     } else if let Some(pid) = t.pid {
         let grace = grace.unwrap_or_else(|| {

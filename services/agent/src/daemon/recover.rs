@@ -1,5 +1,8 @@
 //! Recovery after a daemon restart: checkpointed tasks whose process still lives are
-//! kept (and reported when re-registering); a watcher notices when they end.
+//! kept (and reported when re-registering); a watcher notices when they end, and
+//! watches their memory cgroup for OOM kills as the containerizer does for its own
+//! containers (an OOM kill destroys the container → TASK_FAILED,
+//! `REASON_CONTAINER_LIMITATION_MEMORY`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +18,31 @@ use crate::containerizer::checkpoint::{
     CONTAINER_FILE, ContainerCheckpoint, pid_start_time, read_json, read_wait_status,
 };
 
-/// Whether the checkpointed process of a run still lives (same pid, same start time).
+/// Whether `pid` is a zombie (ended, not reaped yet). One whose parent is this process
+/// (a task launched by an earlier daemon in the same process) is reaped here.
+fn zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let dead = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..i + 3))
+        .is_some_and(|st| st == "Z" || st == "X");
+    if dead {
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+    }
+    dead
+}
+
+/// Whether the checkpointed process of a run still lives (same pid, same start time,
+/// not a zombie).
 fn alive(meta: &Path, pid: i32) -> bool {
+    if zombie(pid) {
+        return false;
+    }
     let cp = read_json::<ContainerCheckpoint>(&meta.join(CONTAINER_FILE))
         .ok()
         .flatten();
@@ -84,6 +110,13 @@ fn remove_cgroups(meta: &Path) {
 
 fn ended_status(entry: &super::TaskEntry) -> TaskStatus {
     let task_id = entry.task.task_id.clone();
+    if let Some(msg) = &entry.oom {
+        let mut st = TaskStatus::new(task_id, TaskState::Failed);
+        st.message = Some(msg.clone());
+        st.reason = Some(basalt_mesos::TaskStatusReason::ContainerLimitationMemory);
+        st.source = Some(TaskStatusSource::Agent);
+        return st;
+    }
     if entry.kill_requested.is_some() {
         let mut st = TaskStatus::new(task_id, TaskState::Killed);
         st.message = Some("Command terminated with signal Killed".into());
@@ -128,6 +161,40 @@ fn exit_code(ws: i32) -> i32 {
     (ws >> 8) & 0xff
 }
 
+/// An OOM kill in a recovered task's memory cgroup: kills what is left of the task and
+/// returns the memory limitation message.
+fn oom_check(inner: &Arc<Inner>, meta: &Path, pid: i32) -> Option<String> {
+    let cz = lock(&inner.state).containerizer.clone()?;
+    let mgr = cz.cgroups()?.clone();
+    let cp = read_json::<ContainerCheckpoint>(&meta.join(CONTAINER_FILE))
+        .ok()
+        .flatten()?;
+    let cg = cp.cgroup.as_ref().filter(|c| c.memory.is_some())?;
+    if mgr.oom_kills(cg).ok().flatten().unwrap_or(0) == 0 {
+        return None;
+    }
+    let peak = mgr.memory_peak(cg).ok().flatten();
+    let show = |v: Option<u64>| {
+        v.map_or_else(
+            || "unknown".to_owned(),
+            |b| crate::containerizer::usage::MesosBytes(b).to_string(),
+        )
+    };
+    let msg = format!(
+        "Memory limit exceeded: Requested: {} Maximum Used: {}",
+        show(cp.limits.memory_limit()),
+        show(peak)
+    );
+    tracing::info!(pid, message = %msg, "a recovered task exceeded its memory limit; destroying it");
+    if alive(meta, pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if let Err(e) = mgr.kill_all(cg) {
+        tracing::warn!(error = %e, "killing a recovered task's cgroup");
+    }
+    Some(msg)
+}
+
 /// Polls recovered tasks (no live container, a pid) and reports them when they end.
 pub(super) async fn watch(inner: Arc<Inner>) {
     loop {
@@ -137,7 +204,17 @@ pub(super) async fn watch(inner: Arc<Inner>) {
             .filter(|t| t.container.is_none() && !t.status.state.is_terminal())
             .filter_map(|t| Some((t.clone(), t.pid?, t.meta_dir.clone()?)))
             .collect();
-        for (entry, pid, meta) in candidates {
+        for (mut entry, pid, meta) in candidates {
+            if entry.oom.is_none()
+                && entry.kill_requested.is_none()
+                && let Some(msg) = oom_check(&inner, &meta, pid)
+            {
+                let key = (entry.framework_id.clone(), entry.task.task_id.clone());
+                if let Some(t) = lock(&inner.state).tasks.get_mut(&key) {
+                    t.oom = Some(msg.clone());
+                }
+                entry.oom = Some(msg);
+            }
             if !alive(&meta, pid) {
                 // The launch may have finished meanwhile in this daemon.
                 let still = lock(&inner.state)

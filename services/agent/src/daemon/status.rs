@@ -138,12 +138,13 @@ pub(super) fn checkpoint(inner: &Inner) {
 }
 
 /// Records a new status of a task, queues it (checkpointed) and wakes the sender.
-pub(super) fn enqueue(inner: &Inner, fw: &FrameworkId, mut status: TaskStatus) {
+pub(super) fn enqueue(inner: &Arc<Inner>, fw: &FrameworkId, mut status: TaskStatus) {
     if inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
         tracing::debug!(task = %status.task_id.as_str(), state = ?status.state,
             "status of a stopped daemon dropped; its successor reports the task");
         return;
     }
+    let mut collect = Vec::new();
     {
         let mut s = lock(&inner.state);
         status.uuid = Some(basalt_master::core::new_status_uuid());
@@ -156,6 +157,7 @@ pub(super) fn enqueue(inner: &Inner, fw: &FrameworkId, mut status: TaskStatus) {
             t.statuses.push(status.clone());
             if status.state.is_terminal() {
                 t.container = None;
+                collect = t.sandbox.iter().chain(t.meta_dir.iter()).cloned().collect();
             }
         }
         if status.state.is_terminal() {
@@ -171,6 +173,7 @@ pub(super) fn enqueue(inner: &Inner, fw: &FrameworkId, mut status: TaskStatus) {
     }
     checkpoint(inner);
     inner.updates_wake.notify_one();
+    super::gc::schedule(inner, collect);
 }
 
 /// Drops the acknowledged update; a terminal task with nothing pending moves to the
