@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --locked -p basalt-installer -p basaltd -p basalt-qemu
+cargo build --locked -p basalt-installer -p basaltd -p basalt-qemu -p basalt-cli
 inst=target/debug/basalt-installer
 
 # 1. the operator's view: validate, generate and verify the example cluster's bundles
@@ -32,5 +32,15 @@ echo "agents registered with the master at $master:"
 curl -fsS "http://$master/master/slaves" | python3 -c 'import json,sys; [print("  ", s["hostname"], s["resources"]) for s in json.load(sys.stdin)["slaves"]]'
 echo "Marathon at $marathon:"
 curl -fsS "http://$marathon/v2/info" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("  ", i.get("name"), i.get("version"), "leader", i.get("leader"))'
+# 4. the operator's way in: the basalt CLI through the gateway, the CA pinned by its
+#    fingerprint, logged in as the demo superuser
+gw=$(sed -n 's|.*gateway *https://\(127.0.0.1:[0-9]*\).*|\1|p' target/qemu-cluster/cluster.txt | head -n1)
+fp=$(openssl x509 -in target/qemu-cluster/genconf/secrets/ca.crt -noout -fingerprint -sha256 | cut -d= -f2)
+export BASALT_DIR="$PWD/target/qemu-cluster/basalt-cli"
+DEMO_PASSWORD=deleteme target/debug/basalt cluster setup "https://$gw" \
+  --ca-fingerprint "sha256:$fp" --username bootstrapuser --password-env DEMO_PASSWORD
+target/debug/basalt node list
+target/debug/basalt marathon app list
 echo
+echo "use the CLI with: BASALT_DIR=$BASALT_DIR target/debug/basalt --help"
 echo "stop the cluster with: target/debug/basalt-qemu down"

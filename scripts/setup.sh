@@ -10,11 +10,11 @@ set -euo pipefail
 #   iproute2           network namespaces in cluster tests
 #   mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools
 #   qemu-utils ovmf    node image pipeline (nodeimg/) and QEMU boots (qemu/)
-#   curl               scripts/demo.sh reaches the demo cluster's APIs
+#   curl openssl       scripts/demo.sh reaches the demo cluster's APIs, pins its CA
 #   crun docker-registry busybox-static  the agent's OCI image tasks (runtime) and
 #                      their tests (a real local registry, a static busybox rootfs)
 #   python3-minimal    the agent's pod and health-check tests (a loopback HTTP server task)
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl crun docker-registry busybox-static python3-minimal)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl openssl crun docker-registry busybox-static python3-minimal)
 
 missing=()
 for p in "${PKGS[@]}"; do

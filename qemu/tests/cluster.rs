@@ -3,7 +3,9 @@
 //! bundle on both nodes, a master is elected, the agent registered with its detected
 //! resources (printed, with the boot-to-registered time), etcd and the master's units are
 //! healthy (`/system/health/v1`), and a Marathon app launched through the master runs on
-//! the agent (its stdout read through the agent's `/files/read`).
+//! the agent (its stdout read through the agent's `/files/read`); then the operator's
+//! path: TLS to the gateway pinned to the cluster CA, `bootstrapuser` login through IAM,
+//! 401 without a token, Marathon and the Mesos master through the gateway with it.
 //!
 //! Needs root, the image tools and qemu-system-x86_64 (scripts/setup.sh installs them);
 //! otherwise it prints why it skips. Under TCG on a 2-core machine, boot takes minutes.
@@ -105,7 +107,7 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
     let master = cluster.masters().next().unwrap();
     let health_port = master.port(1050).unwrap();
     let health = wait_until(
-        "etcd, master and marathon healthy on m1",
+        "etcd, master, marathon, iam and gateway healthy on m1",
         Duration::from_secs(180),
         Duration::from_millis(500),
         || {
@@ -166,4 +168,53 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(60)));
     println!("task stdout: {}", stdout.trim());
+
+    // the operator's path: TLS pinned to the cluster CA, login, token checks
+    let ca = std::fs::read(cluster.genconf_dir().join("secrets/ca.crt")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let gw = format!("https://127.0.0.1:{}", master.port(443).unwrap());
+    let (uid, password) = basalt_qemu::cluster::SUPERUSER;
+    let token = wait_until(
+        "login through the gateway",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || {
+            let r = client
+                .post(format!("{gw}/acs/api/v1/auth/login"))
+                .json(&serde_json::json!({ "uid": uid, "password": password }))
+                .send()
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            let v: serde_json::Value = r.json().ok()?;
+            v["token"].as_str().map(str::to_owned)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(60)));
+    let r = client.get(format!("{gw}/marathon/v2/apps")).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "oauthjwt");
+    let auth = format!("token={token}");
+    let apps: serde_json::Value = client
+        .get(format!("{gw}/marathon/v2/apps"))
+        .header("Authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(apps["apps"][0]["id"], "/hello", "{apps}");
+    let slaves: serde_json::Value = client
+        .get(format!("{gw}/mesos/master/slaves"))
+        .header("Authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(slaves["slaves"].as_array().unwrap().len(), 1, "{slaves}");
+    println!("gateway: login as {uid}, 401 without a token, Marathon and Mesos with it");
 }

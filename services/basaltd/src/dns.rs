@@ -7,18 +7,23 @@
 //!
 //! - masters have etcd (`etc/etcd-client.env`): [`basalt_dns::EtcdWatchSource`] fetches
 //!   `/master/state` from the elected master on every change;
-//! - agents have no etcd credentials: `/master/state` is fetched over plain HTTP from the
-//!   masters of `etc/master_list` (redirects to the leader followed) every
-//!   `--poll-interval`, as Mesos-DNS did.
+//! - agents have no etcd credentials: they follow the masters' DNS state feed
+//!   (`GET <master>:8123/v1/state?wait=<rev>`, a long-poll answered as soon as a master
+//!   applied a new state, [`basalt_dns::feed`]), failing over between the masters of
+//!   `etc/master_list`; while no master serves it, `/master/state` is fetched from the
+//!   masters every `--poll-interval`, as Mesos-DNS did.
+//!
+//! On every node the VIP names (`<name>.<framework>.l4lb.thisdcos.directory`) come from
+//! the masters' l4lb VIP table (`GET <master>:62080/v1/vips`, also a long-poll feed).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use basalt_dns::{
-    ChannelSource, DnsConfig, EtcdWatchSource, MasterEndpoints, MasterState, Service,
-};
+use std::sync::Arc;
+
+use basalt_dns::{DnsConfig, EtcdWatchSource, FeedClient, FeedSource, MasterEndpoints, Service};
 use basalt_store::Store;
 use clap::Parser;
 
@@ -46,9 +51,16 @@ struct Args {
     /// Port of the masters' HTTP API.
     #[arg(long, default_value_t = 5050)]
     master_port: u16,
-    /// Agents: how often `/master/state` is fetched, in seconds.
+    /// Agents: how often `/master/state` is fetched while no master serves the state
+    /// feed, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     poll_interval: u64,
+    /// Agents: port of the masters' DNS HTTP API (the `/v1/state` feed).
+    #[arg(long, default_value_t = 8123)]
+    feed_port: u16,
+    /// Port of the masters' l4lb `/v1/vips` (VIP names).
+    #[arg(long, default_value_t = basalt_l4lb::feed::VIP_FEED_PORT)]
+    vip_feed_port: u16,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -97,54 +109,6 @@ fn config(node: &Node, args: &Args, master: bool) -> anyhow::Result<DnsConfig> {
     Ok(config)
 }
 
-/// Agents: fetches `/master/state` from the first master that answers, every `every`.
-async fn poll_masters(
-    masters: Vec<String>,
-    every: Duration,
-    tx: tokio::sync::mpsc::Sender<MasterState>,
-) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "building the HTTP client failed");
-            return;
-        }
-    };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let mut got = None;
-        for m in &masters {
-            let url = format!("http://{m}/master/state");
-            let res = async {
-                let r = client.get(&url).send().await?.error_for_status()?;
-                r.json::<MasterState>().await
-            }
-            .await;
-            match res {
-                Ok(s) => {
-                    got = Some(s);
-                    break;
-                }
-                Err(e) => tracing::debug!(%url, error = %e, "fetching master state failed"),
-            }
-        }
-        match got {
-            Some(state) => {
-                if tx.send(state).await.is_err() {
-                    return;
-                }
-            }
-            None => tracing::warn!(?masters, "no master answered /master/state"),
-        }
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node::new(&args.node);
     let role = match &args.role {
@@ -161,19 +125,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Service::start(config, source).await
     } else {
-        let (tx, source) = ChannelSource::new(1);
-        tokio::spawn(poll_masters(
+        let feed = FeedClient::new(&node.master_list(args.feed_port)?, "/v1/state")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let source = FeedSource::new(
+            feed,
             config.masters.clone(),
             Duration::from_secs(args.poll_interval),
-            tx,
-        ));
+        );
         Service::start(config, source).await
     }
     .map_err(|e| anyhow::anyhow!("starting DNS: {e}"))?;
+    let vips = FeedClient::new(&node.master_list(args.vip_feed_port)?, "/v1/vips")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names = tokio::spawn(basalt_l4lb::feed::follow_names(
+        vips,
+        Arc::new(service.server.clone()),
+    ));
     tracing::info!(listen = ?service.listeners.addrs, http = ?service.http_addr, role, "dns serving");
     let stop = crate::node::terminated();
     basalt_supervisor::notify::notify_ready();
     stop.await;
+    names.abort();
     service.shutdown().await;
     Ok(())
 }

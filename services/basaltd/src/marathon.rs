@@ -1,8 +1,8 @@
 //! `basaltd marathon`: the Marathon-compatible app scheduler (basalt-marathon) on masters,
 //! with node defaults: etcd client settings from `etc/etcd-client.env` (+ `etc/tls/*`),
-//! the master at `http://<this node's ip>:5050` (a follower redirects the scheduler to the
-//! leader), and the advertised address `<ip>:8080` that the Marathon election publishes
-//! (non-leaders proxy to it). Reports READY=1 once the REST API listens.
+//! every master of `etc/master_list` (`http://<ip>:5050`, this node's first; Marathon asks
+//! `/master/redirect` which one leads and fails over between them), and the advertised
+//! address `<ip>:8080` that the Marathon election publishes (non-leaders proxy to it). Reports READY=1 once the REST API listens.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,7 +31,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node::new(&args.node);
     let store_config = node.store_config()?;
     let ip = node.ip().await?;
-    let mut config = MarathonConfig::new(format!("http://{ip}:{}", args.master_port));
+    let own = format!("{ip}:{}", args.master_port);
+    let mut masters = vec![format!("http://{own}")];
+    masters.extend(
+        node.master_list(args.master_port)?
+            .into_iter()
+            .filter(|m| *m != own)
+            .map(|m| format!("http://{m}")),
+    );
+    let mut config = MarathonConfig::new(masters.join(","));
     config.listen = args.listen;
     // Port 0 (tests) is only known once bound: the bound address is advertised then.
     if args.listen.port() != 0 {

@@ -9,6 +9,7 @@
 //! | `GET /v1/services/{service}` | `[{"service":…,"host":…,"ip":…,"port":"31000"}]`, one per SRV target address |
 //! | `GET /v1/axfr` | the whole Mesos-DNS domain (dcos-net mirrors it into `mesos.thisdcos.directory`) |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /v1/state[?wait=<rev>&timeout=<s>]` | Basalt: the last applied master state as a long-poll change feed ([`crate::feed`]); agents follow it |
 //!
 //! No match answers `[{"host":"","ip":""}]` / `[{"service":"","host":"","ip":"","port":""}]`
 //! with 200, never 404. Lookups lower-case the name, remove `.*` wildcards and make it
@@ -34,6 +35,7 @@ pub fn router(server: DnsServer) -> Router {
         .route("/v1/services/{service}", get(services))
         .route("/v1/axfr", get(axfr))
         .route("/metrics", get(metrics))
+        .route("/v1/state", get(state_feed))
         .with_state(server)
 }
 
@@ -197,6 +199,13 @@ async fn axfr(State(s): State<DnsServer>) -> Json<serde_json::Value> {
         "Domain": cfg.domain,
         "Records": {"As": a, "AAAAs": aaaa, "SRVs": srv},
     }))
+}
+
+async fn state_feed(
+    State(s): State<DnsServer>,
+    axum::extract::Query(q): axum::extract::Query<crate::feed::FeedQuery>,
+) -> Response {
+    crate::feed::long_poll(s.state_feed().subscribe(), q).await
 }
 
 async fn metrics(State(s): State<DnsServer>) -> Response {

@@ -20,6 +20,8 @@
 //! * [`server`]: the authoritative server for `mesos.` and `thisdcos.directory.` /
 //!   `thisdcos.global.`, forwarding everything else.
 //! * [`source`]: where states come from (etcd watch + fetch, or a channel).
+//! * [`feed`]: HTTP long-poll change feeds; agents (no etcd) follow the masters'
+//!   `GET /v1/state` with [`FeedSource`] instead of polling `/master/state`.
 //! * [`http`]: `/v1/version`, `/v1/config`, `/v1/hosts/{host}`, `/v1/services/{service}`,
 //!   `/v1/axfr`, `/metrics`.
 //! * [`config`]: [`DnsConfig`] with Mesos-DNS / DC/OS defaults and field-named errors.
@@ -34,6 +36,7 @@
 //! change) and no ZooKeeper leader detection (the etcd election or static URLs).
 
 pub mod config;
+pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod records;
@@ -42,6 +45,7 @@ pub mod source;
 pub mod state;
 
 pub use config::{ConfigError, DnsConfig, IpSource};
+pub use feed::{FeedClient, FeedError, FeedSource};
 pub use records::{NamedVip, RecordSet, StateError, named_vips, vip_key};
 pub use server::{DnsError, DnsServer, Index, Listeners};
 pub use source::{ChannelSource, EtcdWatchSource, MasterEndpoints, SourceError, StateSource};

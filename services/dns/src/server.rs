@@ -548,13 +548,18 @@ async fn exchange_tcp(up: SocketAddr, raw: &[u8], timeout: Duration) -> Result<V
         .map_err(|_| format!("no reply within {timeout:?}"))?
 }
 
+/// The last good state and the named-VIP map.
+type Inputs = (Option<Arc<MasterState>>, BTreeMap<String, Ipv4Addr>);
+
 struct Shared {
     config: DnsConfig,
     index: ArcSwap<Index>,
     forwarder: Forwarder,
     metrics: Metrics,
     /// The last good state and the VIP map, to rebuild when either changes.
-    inputs: Mutex<(Option<MasterState>, BTreeMap<String, Ipv4Addr>)>,
+    inputs: Mutex<Inputs>,
+    /// The applied states as a change feed (`GET /v1/state`, [`crate::feed`]).
+    state_feed: crate::feed::Publisher<MasterState>,
 }
 
 /// The DNS service: owns the index and answers queries. Cheap to clone.
@@ -589,6 +594,7 @@ impl DnsServer {
                 index: ArcSwap::from_pointee(index),
                 metrics: Metrics::default(),
                 inputs: Mutex::new((None, BTreeMap::new())),
+                state_feed: crate::feed::Publisher::new(),
                 config,
             }),
         })
@@ -619,9 +625,16 @@ impl DnsServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let res = self.rebuild(&state, &inputs.1);
         if res.is_ok() {
-            inputs.0 = Some(state);
+            let state = Arc::new(state);
+            inputs.0 = Some(state.clone());
+            self.shared.state_feed.publish(state);
         }
         res
+    }
+
+    /// The applied states as a change feed (served as `GET /v1/state`).
+    pub fn state_feed(&self) -> &crate::feed::Publisher<MasterState> {
+        &self.shared.state_feed
     }
 
     /// Replaces the named-VIP address map (keyed by [`crate::records::vip_key`]) and

@@ -16,6 +16,9 @@
 //!   missed. A failed fetch is retried after `retry_delay` (then again on the next
 //!   change), the previous records staying in service meanwhile.
 //! * [`ChannelSource`] takes states from an `mpsc` channel (tests, embedding).
+//! * [`crate::FeedSource`] (nodes without etcd: agents) long-polls the masters' DNS
+//!   `GET /v1/state` feed ([`crate::feed`]), with the Mesos-DNS `/master/state` poll as
+//!   fallback while no master answers.
 //!
 //! Limits:
 //!

@@ -20,7 +20,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 /// A VIP's transport protocol (DiscoveryInfo port `protocol`, `tcp` by default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP.
     Tcp,

@@ -5,23 +5,31 @@
 //! round-robin or by least connections, trying the next backend when a connect fails or
 //! times out. A new table replaces each VIP's pool with one atomic pointer swap: from
 //! the moment [`DataPath::apply`] returns, no new connection goes to a removed backend;
-//! connections already open run to completion. UDP VIPs are not proxied (logged).
+//! connections already open run to completion.
 //!
-//! Kernel IPVS (a virtual server per VIP, programmed over generic netlink) is meant to
-//! be a second [`DataPath`]; it is not written yet.
+//! UDP VIPs get a datagram proxy on the same `ip:port`: each client address is a
+//! *flow* pinned to one backend (chosen like a TCP connection) through its own
+//! connected upstream socket, whose replies go back to the client from the VIP socket.
+//! A flow ends after [`ProxyConfig::udp_idle_timeout`] without datagrams either way;
+//! a flow whose backend left the table moves to another backend with its next datagram.
+//!
+//! Kernel IPVS (a virtual server per VIP, programmed over generic netlink) is the
+//! second [`DataPath`]: [`crate::ipvs::Ipvs`], re-exported here.
 //!
 //! Where the proxy listens is a [`BindPolicy`]: on nodes the VIP addresses are on the
 //! dummy interface `basalt-vip` ([`crate::iface`]) and the proxy binds the VIP itself;
 //! tests and hosts without that interface map each VIP to a loopback address.
 
 use crate::backends::Protocol;
+pub use crate::ipvs::Ipvs;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Instant;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
 /// One VIP endpoint of the table.
@@ -50,6 +58,9 @@ pub enum DataPathError {
         #[source]
         source: std::io::Error,
     },
+    /// Kernel IPVS refused the table (or was unreachable).
+    #[error("IPVS: {0}")]
+    Ipvs(#[source] crate::ipvs::IpvsError),
 }
 
 /// A data path (userspace proxy now, IPVS later).
@@ -107,6 +118,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Where to listen.
     pub bind: BindPolicy,
+    /// How long a UDP flow lives without a datagram (60 s).
+    pub udp_idle_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -115,6 +128,7 @@ impl Default for ProxyConfig {
             balance: Balance::RoundRobin,
             connect_timeout: Duration::from_secs(1),
             bind: BindPolicy::Vip,
+            udp_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -130,6 +144,14 @@ pub struct ProxyMetrics {
     pub connect_failures: AtomicU64,
     /// Client connections dropped because no backend answered.
     pub no_backend: AtomicU64,
+    /// UDP datagrams forwarded (both ways).
+    pub udp_datagrams: AtomicU64,
+    /// UDP flows created.
+    pub udp_flows_created: AtomicU64,
+    /// UDP flows ended by the idle timeout.
+    pub udp_flows_expired: AtomicU64,
+    /// UDP flows now open.
+    pub udp_flows: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -157,12 +179,31 @@ impl ProxyMetrics {
                 &self.no_backend,
                 "connections dropped with no reachable backend",
             ),
+            (
+                "l4lb_proxy_udp_datagrams_total",
+                &self.udp_datagrams,
+                "UDP datagrams forwarded",
+            ),
+            (
+                "l4lb_proxy_udp_flows_created_total",
+                &self.udp_flows_created,
+                "UDP flows created",
+            ),
+            (
+                "l4lb_proxy_udp_flows_expired_total",
+                &self.udp_flows_expired,
+                "UDP flows ended by the idle timeout",
+            ),
         ] {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 v.load(Ordering::Relaxed)
             ));
         }
+        s.push_str(&format!(
+            "# HELP l4lb_proxy_udp_flows UDP flows open\n# TYPE l4lb_proxy_udp_flows gauge\nl4lb_proxy_udp_flows {}\n",
+            self.udp_flows.load(Ordering::Relaxed)
+        ));
         s
     }
 }
@@ -198,7 +239,7 @@ struct Shared {
 /// The userspace TCP proxy (module docs).
 pub struct UserspaceProxy {
     shared: Arc<Shared>,
-    listeners: tokio::sync::Mutex<BTreeMap<SocketAddr, Listener>>,
+    listeners: tokio::sync::Mutex<BTreeMap<VipEndpoint, Listener>>,
     /// Per-backend state, shared by every pool version so connection counts survive
     /// table updates.
     backends: std::sync::Mutex<HashMap<SocketAddr, Arc<Backend>>>,
@@ -222,9 +263,18 @@ impl UserspaceProxy {
         &self.shared.metrics
     }
 
-    /// Where the proxy listens for `vip` (None when it does not serve it).
+    /// Where the proxy listens for the TCP VIP `vip` (None when it does not serve it).
     pub async fn bound_addr(&self, vip: SocketAddr) -> Option<SocketAddr> {
-        self.listeners.lock().await.get(&vip).map(|l| l.bound)
+        self.bound(VipEndpoint {
+            addr: vip,
+            protocol: Protocol::Tcp,
+        })
+        .await
+    }
+
+    /// Where the proxy listens for `ep` (TCP or UDP).
+    pub async fn bound(&self, ep: VipEndpoint) -> Option<SocketAddr> {
+        self.listeners.lock().await.get(&ep).map(|l| l.bound)
     }
 
     fn pool(&self, addrs: &[SocketAddr]) -> Pool {
@@ -257,40 +307,48 @@ impl DataPath for UserspaceProxy {
     async fn apply(&self, table: &ServiceTable) -> Result<(), DataPathError> {
         let mut listeners = self.listeners.lock().await;
         let mut first_err = None;
-        let mut wanted = BTreeMap::new();
-        for (ep, backends) in table {
-            if ep.protocol == Protocol::Udp {
-                tracing::warn!(vip = %ep.addr, "UDP VIPs are not proxied in userspace");
-                continue;
-            }
-            wanted.insert(ep.addr, backends.as_slice());
-        }
-        listeners.retain(|vip, _| {
-            let keep = wanted.contains_key(vip);
+        listeners.retain(|ep, _| {
+            let keep = table.contains_key(ep);
             if !keep {
-                tracing::info!(vip = %vip, "VIP removed");
+                tracing::info!(vip = %ep.addr, protocol = %ep.protocol, "VIP removed");
             }
             keep
         });
-        for (vip, addrs) in wanted {
+        for (ep, addrs) in table {
+            let vip = ep.addr;
             let pool = Arc::new(self.pool(addrs));
-            if let Some(l) = listeners.get(&vip) {
+            if let Some(l) = listeners.get(ep) {
                 l.pool.store(pool);
                 continue;
             }
             let bind = self.shared.config.bind.bind_addr(vip);
-            match TcpListener::bind(bind).await {
-                Ok(listener) => {
+            let pool = Arc::new(ArcSwap::new(pool));
+            let started = match ep.protocol {
+                Protocol::Tcp => TcpListener::bind(bind).await.map(|listener| {
                     let bound = listener.local_addr().unwrap_or(bind);
-                    let pool = Arc::new(ArcSwap::new(pool));
                     let task = tokio::spawn(accept_loop(
                         vip,
                         listener,
                         pool.clone(),
                         self.shared.clone(),
                     ));
-                    tracing::info!(vip = %vip, bind = %bound, "VIP listening");
-                    listeners.insert(vip, Listener { pool, bound, task });
+                    (bound, task)
+                }),
+                Protocol::Udp => UdpSocket::bind(bind).await.map(|sock| {
+                    let bound = sock.local_addr().unwrap_or(bind);
+                    let task = tokio::spawn(udp_loop(
+                        vip,
+                        Arc::new(sock),
+                        pool.clone(),
+                        self.shared.clone(),
+                    ));
+                    (bound, task)
+                }),
+            };
+            match started {
+                Ok((bound, task)) => {
+                    tracing::info!(vip = %vip, protocol = %ep.protocol, bind = %bound, "VIP listening");
+                    listeners.insert(*ep, Listener { pool, bound, task });
                 }
                 Err(source) => {
                     tracing::warn!(vip = %vip, bind = %bind, error = %source, "VIP bind failed");
@@ -398,6 +456,162 @@ async fn forward(
     }
     shared.metrics.no_backend.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(vip = %vip, peer = %peer, backends = pool.backends.len(), "no backend reachable");
+}
+
+/// One UDP client flow: pinned to a backend through its own upstream socket.
+struct Flow {
+    backend: Arc<Backend>,
+    upstream: Arc<UdpSocket>,
+    /// Milliseconds since the loop started, at the last datagram either way.
+    last: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn millis_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Opens a flow from `client` to `backend`: a connected upstream socket whose replies
+/// go back to `client` from the VIP socket.
+async fn open_flow(
+    vip: SocketAddr,
+    client: SocketAddr,
+    backend: Arc<Backend>,
+    sock: Arc<UdpSocket>,
+    start: Instant,
+    shared: Arc<Shared>,
+) -> std::io::Result<Flow> {
+    let any: SocketAddr = if backend.addr.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let upstream = UdpSocket::bind(any).await?;
+    upstream.connect(backend.addr).await?;
+    let upstream = Arc::new(upstream);
+    let last = Arc::new(AtomicU64::new(millis_since(start)));
+    let task = {
+        let (upstream, last, baddr) = (upstream.clone(), last.clone(), backend.addr);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match upstream.recv(&mut buf).await {
+                    Ok(n) => {
+                        last.store(millis_since(start), Ordering::Relaxed);
+                        shared.metrics.udp_datagrams.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = sock.send_to(&buf[..n], client).await {
+                            tracing::debug!(vip = %vip, client = %client, error = %e, "UDP reply not delivered");
+                        }
+                    }
+                    // ICMP errors (port unreachable) surface here; the flow stays.
+                    Err(e) => {
+                        tracing::debug!(vip = %vip, backend = %baddr, error = %e, "UDP backend error");
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        })
+    };
+    backend.active.fetch_add(1, Ordering::Relaxed);
+    Ok(Flow {
+        backend,
+        upstream,
+        last,
+        task,
+    })
+}
+
+async fn udp_loop(
+    vip: SocketAddr,
+    sock: Arc<UdpSocket>,
+    pool: Arc<ArcSwap<Pool>>,
+    shared: Arc<Shared>,
+) {
+    let start = Instant::now();
+    let idle = shared.config.udp_idle_timeout;
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let mut sweep = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut turn = 0usize;
+    let metrics = &shared.metrics;
+    let set_gauge = |flows: &HashMap<SocketAddr, Flow>| {
+        metrics
+            .udp_flows
+            .store(flows.len() as u64, Ordering::Relaxed);
+    };
+    loop {
+        let (n, client) = tokio::select! {
+            _ = sweep.tick() => {
+                let now = millis_since(start);
+                let before = flows.len();
+                flows.retain(|_, f| now.saturating_sub(f.last.load(Ordering::Relaxed)) < idle_ms);
+                let expired = before - flows.len();
+                if expired > 0 {
+                    metrics.udp_flows_expired.fetch_add(expired as u64, Ordering::Relaxed);
+                    set_gauge(&flows);
+                }
+                continue;
+            }
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(vip = %vip, error = %e, "UDP receive failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            },
+        };
+        let current = pool.load();
+        let pinned = flows
+            .get(&client)
+            .is_some_and(|f| current.backends.iter().any(|b| b.addr == f.backend.addr));
+        if !pinned {
+            flows.remove(&client);
+            let candidates = order(&current, turn, shared.config.balance);
+            turn = turn.wrapping_add(1);
+            let mut opened = None;
+            for b in candidates {
+                match open_flow(vip, client, b.clone(), sock.clone(), start, shared.clone()).await {
+                    Ok(f) => {
+                        opened = Some(f);
+                        break;
+                    }
+                    Err(e) => {
+                        metrics.connect_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(vip = %vip, backend = %b.addr, error = %e, "UDP upstream socket failed");
+                    }
+                }
+            }
+            let Some(flow) = opened else {
+                metrics.no_backend.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(vip = %vip, client = %client, "UDP datagram dropped: no backend");
+                continue;
+            };
+            metrics.udp_flows_created.fetch_add(1, Ordering::Relaxed);
+            flows.insert(client, flow);
+            set_gauge(&flows);
+        }
+        if let Some(f) = flows.get(&client) {
+            f.last.store(millis_since(start), Ordering::Relaxed);
+            match f.upstream.send(&buf[..n]).await {
+                Ok(_) => {
+                    metrics.udp_datagrams.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(vip = %vip, backend = %f.backend.addr, error = %e, "UDP forward failed")
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,21 @@
 //!   `VIP_PORT<i>`) and backends of a `/master/state`; bad labels are reported by name.
 //! * [`allocator`]: stable named-VIP addresses from `vip_range` (11.0.0.0/8), persisted
 //!   in etcd with create-if-absent transactions.
-//! * [`datapath`]: [`DataPath`] and the userspace TCP proxy [`UserspaceProxy`].
-//! * [`iface`]: the `basalt-vip` dummy interface behind [`VipInterface`].
+//! * [`datapath`]: [`DataPath`] and the userspace TCP/UDP proxy [`UserspaceProxy`].
+//! * [`ipvs`]: the kernel IPVS data path over generic netlink ([`datapath::Ipvs`]).
+//! * [`iface`]: the `basalt-vip` dummy interface behind [`VipInterface`]
+//!   ([`IpCommandInterface`] on nodes, [`FakeInterface`] in tests).
+//! * [`feed`]: `GET /v1/vips` (dcos-net's shape, long-poll): masters serve the table,
+//!   agents (no etcd) follow it with [`feed::Follower`].
+//!
+//! How a node chooses its data path (`basaltd l4lb --datapath auto`): if
+//! [`datapath::Ipvs::probe`] succeeds (the kernel resolves the generic-netlink family
+//! `IPVS`: `ip_vs` loaded and `CAP_NET_ADMIN`), [`datapath::Ipvs`] with the VIP
+//! addresses on `basalt-vip` via [`IpCommandInterface`]; otherwise [`UserspaceProxy`]
+//! (binding each VIP on `basalt-vip`, or its `127/8` twin with `--bind loopback`).
+//! `--datapath ipvs` fails instead of falling back. Masters run the [`Controller`]
+//! (etcd allocation + watch) and serve its [`Controller::vip_feed`] on port 62080;
+//! agents run a [`feed::Follower`] on the masters' feed.
 //!
 //! [`Controller::apply_state`] turns one state into one data-path table; each table
 //! replaces the previous one atomically per VIP, so a backend leaves as soon as a state
@@ -26,22 +39,26 @@
 //! A backend serves while its task is TASK_RUNNING and its latest status is not
 //! `healthy: false`; killing tasks keep their VIP without new connections.
 //!
-//! Limits: UDP VIPs get an
-//! address and DNS name but no userspace proxying; the IPVS data path and the rtnetlink
-//! interface are not written; the grace timer lives in memory (a restart restarts it).
+//! Limits: the grace timer lives in memory (a restart restarts it); the IPVS data path
+//! is tested against the uapi byte layout here (this CI kernel has no `ip_vs`) and
+//! for real only where `tests/ipvs.rs` does not SKIP; IPVS reconciles *every* service
+//! of the network namespace; `basalt-vip` is managed with the `ip` command, not
+//! rtnetlink.
 
 pub mod allocator;
 pub mod backends;
 pub mod datapath;
+pub mod feed;
 pub mod iface;
+pub mod ipvs;
 
 pub use allocator::{AllocError, VipAllocator};
 pub use backends::{Desired, LabelError, LabelProblem, Protocol, VipId, VipTarget, desired};
 pub use datapath::{
-    Balance, BindPolicy, DataPath, DataPathError, ProxyConfig, ServiceTable, UserspaceProxy,
+    Balance, BindPolicy, DataPath, DataPathError, Ipvs, ProxyConfig, ServiceTable, UserspaceProxy,
     VipEndpoint,
 };
-pub use iface::{FakeInterface, InterfaceError, VIP_INTERFACE, VipInterface};
+pub use iface::{FakeInterface, InterfaceError, IpCommandInterface, VIP_INTERFACE, VipInterface};
 
 use basalt_dns::{MasterState, StateSource};
 use futures::StreamExt;
@@ -121,6 +138,7 @@ pub struct Controller<D: DataPath, I: VipInterface> {
     /// Named VIP → when it last had a backend (or was first seen without one).
     last_backed: HashMap<String, Instant>,
     applied: tokio::sync::watch::Sender<u64>,
+    feed: Arc<basalt_dns::feed::Publisher<feed::VipList>>,
 }
 
 impl<D: DataPath, I: VipInterface> Controller<D, I> {
@@ -139,7 +157,13 @@ impl<D: DataPath, I: VipInterface> Controller<D, I> {
             publishers: Vec::new(),
             last_backed: HashMap::new(),
             applied: tokio::sync::watch::channel(0).0,
+            feed: Arc::new(basalt_dns::feed::Publisher::new()),
         }
+    }
+
+    /// The applied tables as a change feed (serve it with [`feed::serve`]).
+    pub fn vip_feed(&self) -> Arc<basalt_dns::feed::Publisher<feed::VipList>> {
+        self.feed.clone()
     }
 
     /// Also publish the named-VIP map to `p` after each state.
@@ -220,6 +244,8 @@ impl<D: DataPath, I: VipInterface> Controller<D, I> {
         for p in &self.publishers {
             p.publish(&out.addresses);
         }
+        self.feed
+            .publish(Arc::new(feed::list_of(&out.table, &out.addresses)));
         tracing::debug!(
             vips = out.table.len(),
             named = out.addresses.len(),

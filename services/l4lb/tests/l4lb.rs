@@ -175,6 +175,7 @@ async fn setup(balance: Balance) -> Option<Setup> {
         balance,
         connect_timeout: Duration::from_secs(2),
         bind: BindPolicy::Loopback,
+        ..ProxyConfig::default()
     }));
     let iface = Arc::new(FakeInterface::default());
     let dns = DnsServer::new(DnsConfig::default()).unwrap();

@@ -54,7 +54,7 @@ async fn get_apps_latency() {
     let http = reqwest::Client::new();
     let url = format!("http://{}/v2/apps", m.addr);
     let mut lat = Vec::new();
-    for i in 0..60 {
+    for i in 0..210 {
         let t = Instant::now();
         let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
         if i >= 10 {
@@ -115,6 +115,9 @@ fn offer_matching() {
                 zone: o.zone.clone(),
                 attributes: o.attributes.clone(),
                 message: None,
+                unreachable_since_ms: None,
+                ready: false,
+                containers: Vec::new(),
             });
         }
     }

@@ -109,6 +109,16 @@ pub fn router(state: ApiState) -> Router {
                 .post(groups_post_id)
                 .delete(groups_delete_id),
         )
+        .route(
+            "/v2/pods",
+            get(pods_list)
+                .post(pods_post)
+                .head(|| async { StatusCode::OK }),
+        )
+        .route(
+            "/v2/pods/{*rest}",
+            get(pods_get).put(pods_put).delete(pods_delete),
+        )
         .route("/v2/deployments", get(list_deployments))
         .route(
             "/v2/deployments/{id}",
@@ -251,8 +261,31 @@ fn app_info(
     deployments: &[String],
     embed: &[String],
     last_failure: Option<Json>,
+    readiness: &Core,
 ) -> Json {
     let mut v = app.to_json();
+    if let Some(o) = v.as_object_mut() {
+        o.extend(app_info_extras(
+            app,
+            instances,
+            deployments,
+            embed,
+            last_failure,
+            readiness,
+        ));
+    }
+    v
+}
+
+/// What AppInfo adds to the app definition: counts, deployments, embeds.
+fn app_info_extras(
+    app: &AppDefinition,
+    instances: &[&Instance],
+    deployments: &[String],
+    embed: &[String],
+    last_failure: Option<Json>,
+    readiness: &Core,
+) -> serde_json::Map<String, Json> {
     let checks = !app.health_checks.is_empty();
     let live: Vec<&&Instance> = instances.iter().filter(|i| !i.is_terminal()).collect();
     let staged = live
@@ -266,36 +299,38 @@ fn app_info(
         0
     };
     let unhealthy = live.iter().filter(|i| i.healthy == Some(false)).count();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("tasksStaged".into(), json!(staged));
-        o.insert("tasksRunning".into(), json!(running));
-        o.insert("tasksHealthy".into(), json!(healthy));
-        o.insert("tasksUnhealthy".into(), json!(unhealthy));
+    let mut o = serde_json::Map::new();
+    o.insert("tasksStaged".into(), json!(staged));
+    o.insert("tasksRunning".into(), json!(running));
+    o.insert("tasksHealthy".into(), json!(healthy));
+    o.insert("tasksUnhealthy".into(), json!(unhealthy));
+    o.insert(
+        "deployments".into(),
+        json!(
+            deployments
+                .iter()
+                .map(|d| json!({"id": d}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    if embed.iter().any(|e| e == "tasks") {
         o.insert(
-            "deployments".into(),
-            json!(
-                deployments
-                    .iter()
-                    .map(|d| json!({"id": d}))
-                    .collect::<Vec<_>>()
-            ),
+            "tasks".into(),
+            json!(live.iter().map(|i| i.to_task_json()).collect::<Vec<_>>()),
         );
-        if embed.iter().any(|e| e == "tasks") {
-            o.insert(
-                "tasks".into(),
-                json!(live.iter().map(|i| i.to_task_json()).collect::<Vec<_>>()),
-            );
-        }
-        if embed.iter().any(|e| e == "lastTaskFailure")
-            && let Some(f) = last_failure
-        {
-            o.insert("lastTaskFailure".into(), f);
-        }
-        if embed.iter().any(|e| e == "readiness") {
-            o.insert("readinessCheckResults".into(), json!([]));
-        }
     }
-    v
+    if embed.iter().any(|e| e == "lastTaskFailure")
+        && let Some(f) = last_failure
+    {
+        o.insert("lastTaskFailure".into(), f);
+    }
+    if embed.iter().any(|e| e == "readiness") {
+        o.insert(
+            "readinessCheckResults".into(),
+            json!(readiness.readiness_results(&app.id)),
+        );
+    }
+    o
 }
 
 /// `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k` — all must hold.
@@ -355,7 +390,21 @@ async fn list_apps(State(s): State<ApiState>, Query(q): Q) -> Result<Response, A
     for i in &instances {
         by_app.entry(i.app_id.as_str()).or_default().push(i);
     }
-    let mut out = Vec::new();
+    let mut deps_by_app: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for d in &deployments {
+        for a in &d.affected_apps {
+            deps_by_app
+                .entry(a.as_str())
+                .or_default()
+                .push(d.id.clone());
+        }
+    }
+    // The body is assembled from each app's serialized definition, cached per app
+    // version, plus the per-request fields: no per-request re-serialization of 10,000
+    // definitions.
+    let mut out = String::with_capacity(apps.len() * 1024 + 16);
+    out.push_str("{\"apps\":[");
+    let mut first = true;
     for app in apps.values() {
         if !id_filter.is_empty() && !id_filter.iter().any(|f| app.id.contains(f)) {
             continue;
@@ -372,23 +421,43 @@ async fn list_apps(State(s): State<ApiState>, Query(q): Q) -> Result<Response, A
         {
             continue;
         }
-        let deps: Vec<String> = deployments
-            .iter()
-            .filter(|d| d.affected_apps.contains(&app.id))
-            .map(|d| d.id.clone())
-            .collect();
-        out.push(app_info(
+        let extras = app_info_extras(
             app,
             by_app
                 .get(app.id.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or(&[]),
-            &deps,
+            deps_by_app
+                .get(app.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
             &embed,
             s.core.last_failure(&app.id),
-        ));
+            &s.core,
+        );
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let def = s.core.app_json_open(app);
+        out.push_str(&def);
+        for (k, v) in extras {
+            out.push(',');
+            out.push_str(&Json::String(k).to_string());
+            out.push(':');
+            out.push_str(&v.to_string());
+        }
+        out.push('}');
     }
-    Ok(axum::Json(json!({"apps": out})).into_response())
+    out.push_str("]}");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }
 
 fn client_ip(ci: &ConnectInfo<std::net::SocketAddr>) -> String {
@@ -412,6 +481,7 @@ async fn create_app(
         std::slice::from_ref(&change.deployment_id),
         &[],
         None,
+        &s.core,
     );
     let mut r = (StatusCode::CREATED, axum::Json(info)).into_response();
     if let Ok(v) = HeaderValue::from_str(&app.id) {
@@ -484,6 +554,7 @@ async fn one_app_info(s: &ApiState, id: &str, embed: &[String]) -> Result<Json, 
         &deps,
         &embed,
         s.core.last_failure(id),
+        &s.core,
     ))
 }
 
@@ -689,7 +760,16 @@ async fn list_deployments(State(s): State<ApiState>) -> Result<Response, ApiErro
         .deployments()
         .await?
         .iter()
-        .map(|d| d.to_json())
+        .map(|d| {
+            let mut j = d.to_json();
+            if let Some(actions) = j["currentActions"].as_array_mut() {
+                for a in actions {
+                    let app = a["app"].as_str().unwrap_or("").to_string();
+                    a["readinessCheckResults"] = json!(s.core.readiness_results(&app));
+                }
+            }
+            j
+        })
         .collect();
     Ok(axum::Json(Json::Array(d)).into_response())
 }
@@ -1057,4 +1137,199 @@ async fn groups_delete_id(
     Query(q): Q,
 ) -> Result<Response, ApiError> {
     group_delete(&s, &group_id(&rest), &q).await
+}
+
+// ---- /v2/pods ----------------------------------------------------------------------
+
+fn pod_not_found(id: &str) -> ApiError {
+    ApiError::message(StatusCode::NOT_FOUND, format!("Pod '{id}' does not exist"))
+}
+
+/// `id::suffix` of a `/v2/pods/...` path: the pod id (canonical) and the suffix
+/// (`status`, `versions[/v]`, `instances[/id]`), if any.
+fn pod_path(rest: &str) -> (String, Option<String>) {
+    match rest.split_once("::") {
+        Some((id, suffix)) => (crate::pathid::canonical(id, "/"), Some(suffix.to_string())),
+        None => (crate::pathid::canonical(rest, "/"), None),
+    }
+}
+
+fn pod_response(status: StatusCode, pod: &crate::pod::Pod, change: &Change) -> Response {
+    let mut r = (status, axum::Json(pod.to_json())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&change.deployment_id) {
+        r.headers_mut().insert("Marathon-Deployment-Id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("/v2/pods{}", pod.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn pod_instances(s: &ApiState, id: &str) -> Result<Vec<Instance>, ApiError> {
+    Ok(s.core
+        .repo()
+        .instances()
+        .await?
+        .into_iter()
+        .filter(|i| i.app_id == id)
+        .collect())
+}
+
+async fn pods_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let pods = s.core.pods().await?;
+    let out: Vec<Json> = pods.values().map(crate::pod::Pod::to_json).collect();
+    Ok(axum::Json(Json::Array(out)).into_response())
+}
+
+async fn pods_post(
+    State(s): State<ApiState>,
+    ci: ConnectInfo<std::net::SocketAddr>,
+    Query(q): Q,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let (pod, change, _) = s
+        .core
+        .put_pod(&body, None, flag(&q, "force", false))
+        .await?;
+    s.core.events().publish(
+        "pod_created_event",
+        json!({"clientIp": client_ip(&ci), "uri": format!("/v2/pods{}", pod.id)}),
+    );
+    Ok(pod_response(StatusCode::CREATED, &pod, &change))
+}
+
+async fn pods_put(
+    State(s): State<ApiState>,
+    Path(rest): Path<String>,
+    ci: ConnectInfo<std::net::SocketAddr>,
+    Query(q): Q,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (id, suffix) = pod_path(&rest);
+    if suffix.is_some() {
+        return Err(ApiError::message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT is not supported here",
+        ));
+    }
+    let body = json_body(&body)?;
+    let (pod, change, created) = s
+        .core
+        .put_pod(&body, Some(&id), flag(&q, "force", false))
+        .await?;
+    s.core.events().publish(
+        if created {
+            "pod_created_event"
+        } else {
+            "pod_updated_event"
+        },
+        json!({"clientIp": client_ip(&ci), "uri": format!("/v2/pods{}", pod.id)}),
+    );
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(pod_response(status, &pod, &change))
+}
+
+async fn pods_get(
+    State(s): State<ApiState>,
+    Path(rest): Path<String>,
+) -> Result<Response, ApiError> {
+    let (id, suffix) = pod_path(&rest);
+    let suffix = suffix.unwrap_or_default();
+    // `/v2/pods/::status`: every pod's status.
+    if id == "/" && suffix == "status" {
+        let pods = s.core.pods().await?;
+        let instances = s.core.repo().instances().await?;
+        let out: Vec<Json> = pods
+            .values()
+            .map(|p| {
+                let mine: Vec<&Instance> = instances.iter().filter(|i| i.app_id == p.id).collect();
+                crate::pod::pod_status(p, &mine)
+            })
+            .collect();
+        return Ok(axum::Json(Json::Array(out)).into_response());
+    }
+    if let Some(v) = suffix.strip_prefix("versions/") {
+        let pod = s.core.repo().pod_version(&id, v).await?.ok_or_else(|| {
+            ApiError::message(
+                StatusCode::NOT_FOUND,
+                format!("Pod '{id}' does not exist in version {v}"),
+            )
+        })?;
+        return Ok(axum::Json(pod.to_json()).into_response());
+    }
+    let pod = s
+        .core
+        .repo()
+        .pod(&id)
+        .await?
+        .ok_or_else(|| pod_not_found(&id))?;
+    match suffix.as_str() {
+        "" => Ok(axum::Json(pod.to_json()).into_response()),
+        "status" => {
+            let instances = pod_instances(&s, &id).await?;
+            let mine: Vec<&Instance> = instances.iter().collect();
+            Ok(axum::Json(crate::pod::pod_status(&pod, &mine)).into_response())
+        }
+        "versions" => Ok(axum::Json(json!(s.core.repo().pod_versions(&id).await?)).into_response()),
+        other => Err(ApiError::message(
+            StatusCode::NOT_FOUND,
+            format!("Unknown pod resource '::{other}'"),
+        )),
+    }
+}
+
+async fn pods_delete(
+    State(s): State<ApiState>,
+    Path(rest): Path<String>,
+    ci: ConnectInfo<std::net::SocketAddr>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let (id, suffix) = pod_path(&rest);
+    match suffix.as_deref() {
+        None => {
+            let change = s.core.delete_pod(&id, flag(&q, "force", false)).await?;
+            s.core.events().publish(
+                "pod_deleted_event",
+                json!({"clientIp": client_ip(&ci), "uri": format!("/v2/pods{id}")}),
+            );
+            let mut r = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&change.deployment_id) {
+                r.headers_mut().insert("Marathon-Deployment-Id", v);
+            }
+            Ok(r)
+        }
+        Some(sfx) if sfx.starts_with("instances/") => {
+            let instance_id = sfx.trim_start_matches("instances/");
+            let pod = s
+                .core
+                .repo()
+                .pod(&id)
+                .await?
+                .ok_or_else(|| pod_not_found(&id))?;
+            let inst = pod_instances(&s, &id)
+                .await?
+                .into_iter()
+                .find(|i| i.instance_id == instance_id)
+                .ok_or_else(|| {
+                    ApiError::message(
+                        StatusCode::NOT_FOUND,
+                        format!("Pod instance '{instance_id}' does not exist"),
+                    )
+                })?;
+            let status = crate::pod::instance_status(&pod, &inst);
+            s.core
+                .kill_tasks(std::slice::from_ref(&inst.instance_id), false, false)
+                .await?;
+            Ok(axum::Json(status).into_response())
+        }
+        Some(other) => Err(ApiError::message(
+            StatusCode::NOT_FOUND,
+            format!("Unknown pod resource '::{other}'"),
+        )),
+    }
 }

@@ -309,6 +309,9 @@ mod tests {
             zone: Some(zone.into()),
             attributes: BTreeMap::from([("rack".to_string(), rack.to_string())]),
             message: None,
+            unreachable_since_ms: None,
+            ready: false,
+            containers: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::plan::{
     self, Action, ActionKind, InstanceView, RestartBudget, RestartCounts, Step, kill_order,
     next_restart_move,
 };
+use crate::pod::Pod;
 use crate::state::{Deployment, Instance, Repo};
 use crate::validation::{Features, validate_app};
 
@@ -34,6 +35,70 @@ pub struct Backoff {
     /// No launch before this time (ms since the epoch).
     pub not_before_ms: u64,
 }
+
+/// Bounds how many replacement instances (launches for apps no deployment is working
+/// on: healing after lost/unreachable/failed instances) start per interval, so that many
+/// agents vanishing at once do not turn into a launch storm. Like Marathon's launch
+/// tokens: `tokens` per `interval`, refilled to the full amount each interval.
+#[derive(Debug, Clone, Copy)]
+pub struct RescheduleLimit {
+    /// Replacements allowed per interval (0: unlimited).
+    pub tokens: u32,
+    /// The refill interval.
+    pub interval: std::time::Duration,
+}
+
+impl Default for RescheduleLimit {
+    fn default() -> Self {
+        RescheduleLimit {
+            tokens: 100,
+            interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+/// The token bucket behind [`RescheduleLimit`].
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    limit: RescheduleLimit,
+    tokens: u32,
+    refilled: std::time::Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(limit: RescheduleLimit, now: std::time::Instant) -> TokenBucket {
+        TokenBucket {
+            limit,
+            tokens: limit.tokens,
+            refilled: now,
+        }
+    }
+
+    /// Takes one token at `now`; `false` when none is left this interval.
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        if self.limit.tokens == 0 {
+            return true;
+        }
+        if now.duration_since(self.refilled) >= self.limit.interval {
+            self.tokens = self.limit.tokens;
+            self.refilled = now;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// An app's serialized definition (open: without the closing `}`) and the version it
+/// was made from.
+type AppJson = (Option<String>, Arc<str>);
+
+/// Pods by id, shared.
+pub type PodMap = Arc<BTreeMap<String, Pod>>;
 
 /// Apps by id, shared.
 pub type AppMap = Arc<BTreeMap<String, AppDefinition>>;
@@ -58,6 +123,17 @@ struct Inner {
     /// The leader is the only writer of apps, so it caches them; every write bumps the
     /// generation, and a read only fills the cache if no write happened meanwhile.
     apps: std::sync::Mutex<(u64, Option<AppMap>)>,
+    /// Each app's serialized definition without its closing `}`, by id, with the version
+    /// it was made from (`GET /v2/apps` appends the per-request fields).
+    app_json: std::sync::Mutex<HashMap<String, AppJson>>,
+    /// Pods, cached like apps.
+    pods: std::sync::Mutex<(u64, Option<PodMap>)>,
+    /// Replacement launches ([`RescheduleLimit`]).
+    reschedule: std::sync::Mutex<TokenBucket>,
+    /// Latest readiness check result by task id: `(app id, result JSON)`.
+    readiness: std::sync::Mutex<HashMap<String, (String, Json)>>,
+    /// Replacement launches refused by the limit (for `/metrics`).
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 /// The result of a change: the deployment and the new version.
@@ -98,6 +174,14 @@ impl Core {
                 failures: std::sync::Mutex::new(HashMap::new()),
                 backoff: std::sync::Mutex::new(HashMap::new()),
                 apps: std::sync::Mutex::new((0, None)),
+                pods: std::sync::Mutex::new((0, None)),
+                app_json: std::sync::Mutex::new(HashMap::new()),
+                reschedule: std::sync::Mutex::new(TokenBucket::new(
+                    RescheduleLimit::default(),
+                    std::time::Instant::now(),
+                )),
+                throttled: std::sync::atomic::AtomicU64::new(0),
+                readiness: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -122,12 +206,129 @@ impl Core {
         Ok(apps)
     }
 
-    /// Drops the app cache (after a write, or on becoming leader).
+    /// Records the latest readiness result of a task.
+    pub fn set_readiness(&self, app_id: &str, task_id: &str, result: Json) {
+        if let Ok(mut r) = self.inner.readiness.lock() {
+            r.insert(task_id.to_string(), (app_id.to_string(), result));
+        }
+    }
+
+    /// Keeps the readiness results of the tasks `keep` accepts.
+    pub fn retain_readiness(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut r) = self.inner.readiness.lock() {
+            r.retain(|task, _| keep(task));
+        }
+    }
+
+    /// The readiness results (`readinessCheckResults`) of an app's tasks.
+    pub fn readiness_results(&self, app_id: &str) -> Vec<Json> {
+        let mut v: Vec<(String, Json)> = self
+            .inner
+            .readiness
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, (a, _))| a == app_id)
+                    .map(|(t, (_, j))| (t.clone(), j.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, j)| j).collect()
+    }
+
+    /// Sets the replacement rate limit.
+    pub fn set_reschedule_limit(&self, limit: RescheduleLimit) {
+        if let Ok(mut b) = self.inner.reschedule.lock() {
+            *b = TokenBucket::new(limit, std::time::Instant::now());
+        }
+    }
+
+    /// Takes a replacement token; `false` (and counted) when the limit is reached.
+    pub fn take_reschedule_token(&self) -> bool {
+        let ok = self
+            .inner
+            .reschedule
+            .lock()
+            .map(|mut b| b.take(std::time::Instant::now()))
+            .unwrap_or(true);
+        if !ok {
+            self.inner
+                .throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// How many replacement launches the limit held back so far.
+    pub fn throttled_replacements(&self) -> u64 {
+        self.inner
+            .throttled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the app and pod caches (after a write, or on becoming leader).
     pub fn invalidate_apps(&self) {
         if let Ok(mut c) = self.inner.apps.lock() {
             c.0 += 1;
             c.1 = None;
         }
+        if let Ok(mut c) = self.inner.pods.lock() {
+            c.0 += 1;
+            c.1 = None;
+        }
+    }
+
+    /// The app's serialized definition, open (without the closing `}`), cached per
+    /// app version.
+    pub fn app_json_open(&self, app: &AppDefinition) -> Arc<str> {
+        if let Ok(c) = self.inner.app_json.lock()
+            && let Some((v, j)) = c.get(&app.id)
+            && *v == app.version
+        {
+            return j.clone();
+        }
+        let s = app.to_json().to_string();
+        let open: Arc<str> = Arc::from(s.strip_suffix('}').unwrap_or(&s));
+        if let Ok(mut c) = self.inner.app_json.lock() {
+            c.insert(app.id.clone(), (app.version.clone(), open.clone()));
+        }
+        open
+    }
+
+    /// Every current pod (cached like apps).
+    pub async fn pods(&self) -> Result<PodMap, MarathonError> {
+        let generation = match self.inner.pods.lock() {
+            Ok(c) => {
+                if let Some(p) = &c.1 {
+                    return Ok(p.clone());
+                }
+                c.0
+            }
+            Err(_) => 0,
+        };
+        let pods = Arc::new(self.repo().pods().await?);
+        if let Ok(mut c) = self.inner.pods.lock()
+            && c.0 == generation
+        {
+            c.1 = Some(pods.clone());
+        }
+        Ok(pods)
+    }
+
+    /// Every run spec the scheduler serves: the apps and the app-shaped views of the
+    /// pods ([`Pod::as_app`]).
+    pub async fn specs(&self) -> Result<AppMap, MarathonError> {
+        let apps = self.apps().await?;
+        let pods = self.pods().await?;
+        if pods.is_empty() {
+            return Ok(apps);
+        }
+        let mut all = (*apps).clone();
+        for (id, p) in pods.iter() {
+            all.insert(id.clone(), p.as_app());
+        }
+        Ok(Arc::new(all))
     }
 
     /// The repository.
@@ -213,8 +414,16 @@ impl Core {
 
     async fn live_views(&self) -> Result<BTreeMap<String, Vec<InstanceView>>, MarathonError> {
         let mut m: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
+        let apps = self.specs().await?;
+        let now = crate::time::now_millis();
         for i in self.repo().instances().await? {
             if i.is_terminal() || i.killing {
+                continue;
+            }
+            if apps
+                .get(&i.app_id)
+                .is_some_and(|a| i.is_inactive(a.unreachable(), now))
+            {
                 continue;
             }
             m.entry(i.app_id.clone()).or_default().push(InstanceView {
@@ -282,6 +491,7 @@ impl Core {
                 .into_iter()
                 .filter(|(k, _)| affected.contains(k))
                 .collect(),
+            pods: vec![],
         };
         self.invalidate_apps();
         let committed = self
@@ -553,6 +763,27 @@ impl Core {
             return Ok(None);
         }
         let version = crate::time::now();
+        if let Some(pod_id) = d.pods.first() {
+            // A pod deployment rolls back to the pod's previous version (or away).
+            let previous = match d.original.get(pod_id).and_then(|a| a.version.clone()) {
+                Some(v) => self.repo().pod_version(pod_id, &v).await?,
+                None => None,
+            };
+            let exists = self.repo().pod(pod_id).await?.is_some();
+            let upsert = previous.map(|mut p| {
+                p.version = Some(version.clone());
+                p
+            });
+            if upsert.is_none() && !exists {
+                self.repo().delete_deployment(id).await?;
+                self.notify();
+                return Ok(None);
+            }
+            let change = self
+                .deploy_pod(pod_id, upsert, vec![d.id.clone()], version)
+                .await?;
+            return Ok(Some(change));
+        }
         let mut upserts = Vec::new();
         let mut deleted = Vec::new();
         for app_id in &d.affected_apps {
@@ -620,58 +851,211 @@ impl Core {
         Ok((killed, last))
     }
 
+    /// Stores a pod change as one deployment planned from the app-shaped views.
+    async fn deploy_pod(
+        &self,
+        id: &str,
+        upsert: Option<Pod>,
+        cancel: Vec<String>,
+        version: String,
+    ) -> Result<Change, ApiError> {
+        let before = self.repo().pod(id).await?;
+        let original: BTreeMap<String, AppDefinition> =
+            before.iter().map(|p| (p.id.clone(), p.as_app())).collect();
+        let target: BTreeMap<String, AppDefinition> =
+            upsert.iter().map(|p| (p.id.clone(), p.as_app())).collect();
+        let live: BTreeMap<String, Vec<InstanceView>> = self
+            .live_views()
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k == id)
+            .collect();
+        let steps = plan::plan(&original, &target, &live)?;
+        let deployment = Deployment {
+            id: uuid::Uuid::new_v4().to_string(),
+            version: version.clone(),
+            affected_apps: vec![id.to_string()],
+            steps,
+            step_index: 0,
+            original,
+            target,
+            pods: vec![id.to_string()],
+        };
+        let deleted: Vec<String> = if upsert.is_none() {
+            vec![id.to_string()]
+        } else {
+            vec![]
+        };
+        self.invalidate_apps();
+        let committed = self
+            .repo()
+            .commit_pod_change(upsert.as_slice(), &deleted, Some(&deployment), &cancel)
+            .await;
+        self.invalidate_apps();
+        committed?;
+        self.reset_backoff(id);
+        tracing::info!(deployment = %deployment.id, pod = %id, steps = deployment.steps.len(), "pod deployment created");
+        self.events().publish(
+            "deployment_info",
+            json!({"plan": deployment.to_json(), "currentStep": deployment.to_json()["currentActions"].clone()}),
+        );
+        self.notify();
+        Ok(Change {
+            deployment_id: deployment.id,
+            version,
+            app: None,
+        })
+    }
+
+    fn parse_pod(&self, body: &Json, id: Option<&str>) -> Result<Pod, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::invalid_json("expected a JSON object"));
+        }
+        let mut body = body.clone();
+        if let Some(id) = id
+            && body.get("id").is_none()
+        {
+            body["id"] = json!(id);
+        }
+        let pod = Pod::from_json(body).map_err(ApiError::invalid_json)?;
+        pod.validate(&self.inner.features)
+            .map_err(ApiError::invalid)
+    }
+
+    /// `POST /v2/pods` (201) and `PUT /v2/pods/{id}` (`id` given: creates or replaces).
+    /// Returns the stored pod, the change and whether it was created.
+    pub async fn put_pod(
+        &self,
+        body: &Json,
+        id: Option<&str>,
+        force: bool,
+    ) -> Result<(Pod, Change, bool), ApiError> {
+        let mut pod = self.parse_pod(body, id)?;
+        if let Some(id) = id {
+            let id = crate::pathid::canonical(id, "/");
+            if pod.id != id {
+                return Err(ApiError::message(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Pod id '{}' in the body does not match the path id '{id}'",
+                        pod.id
+                    ),
+                ));
+            }
+        }
+        let _w = self.inner.write.lock().await;
+        let existing = self.repo().pod(&pod.id).await?;
+        if id.is_none() && existing.is_some() {
+            return Err(ApiError::message(
+                StatusCode::CONFLICT,
+                format!("Pod {} already exists.", pod.id),
+            ));
+        }
+        if self.apps().await?.contains_key(&pod.id) {
+            return Err(ApiError::message(
+                StatusCode::CONFLICT,
+                format!("An app with id [{}] already exists.", pod.id),
+            ));
+        }
+        let cancel = self
+            .check_lock(std::slice::from_ref(&pod.id), force)
+            .await?;
+        let version = crate::time::now();
+        pod.version = Some(version.clone());
+        let created = existing.is_none();
+        let change = self
+            .deploy_pod(&pod.id.clone(), Some(pod.clone()), cancel, version)
+            .await?;
+        Ok((pod, change, created))
+    }
+
+    /// `DELETE /v2/pods/{id}`.
+    pub async fn delete_pod(&self, id: &str, force: bool) -> Result<Change, ApiError> {
+        let id = crate::pathid::canonical(id, "/");
+        let _w = self.inner.write.lock().await;
+        if self.repo().pod(&id).await?.is_none() {
+            return Err(ApiError::message(
+                StatusCode::NOT_FOUND,
+                format!("Pod '{id}' does not exist"),
+            ));
+        }
+        let cancel = self.check_lock(std::slice::from_ref(&id), force).await?;
+        self.deploy_pod(&id, None, cancel, crate::time::now()).await
+    }
+
     /// How many instances each app should launch now (apps without demand omitted).
     pub async fn launch_demand(&self) -> Result<BTreeMap<String, u32>, MarathonError> {
-        let apps = self.apps().await?;
+        let apps = self.specs().await?;
         let deployments = self.repo().deployments().await?;
         let instances = self.repo().instances().await?;
         let mut by_app: HashMap<&str, Vec<&Instance>> = HashMap::new();
         for i in &instances {
             by_app.entry(i.app_id.as_str()).or_default().push(i);
         }
+        // What the deployments say, per app (computed once, not per app).
+        let mut restarts: HashMap<&str, u32> = HashMap::new();
+        let mut waiting: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for d in &deployments {
+            let current: std::collections::HashSet<&str> =
+                d.current_actions().iter().map(|a| a.app.as_str()).collect();
+            for a in d.current_actions() {
+                match a.action {
+                    ActionKind::RestartApplication => {
+                        restarts
+                            .entry(a.app.as_str())
+                            .or_insert(a.scale_to.unwrap_or(0));
+                    }
+                    ActionKind::StartApplication => {
+                        waiting.insert(a.app.as_str());
+                    }
+                    _ => {}
+                }
+            }
+            for step in d.steps.iter().skip(d.step_index) {
+                for a in &step.actions {
+                    if a.action != ActionKind::StopApplication
+                        && !current.contains(a.app.as_str())
+                        && d.affected_apps.contains(&a.app)
+                    {
+                        waiting.insert(a.app.as_str());
+                    }
+                }
+            }
+        }
         let mut out = BTreeMap::new();
+        let now = crate::time::now_millis();
         for (id, app) in apps.iter() {
             let version = app.version.clone().unwrap_or_default();
+            let strategy = app.unreachable();
             let live: Vec<&Instance> = by_app
                 .get(id.as_str())
                 .map(|v| {
                     v.iter()
                         .copied()
-                        .filter(|i| !i.is_terminal() && !i.killing)
+                        .filter(|i| !i.is_terminal() && !i.killing && !i.is_inactive(strategy, now))
                         .collect()
                 })
                 .unwrap_or_default();
             // A restart in progress bounds what may launch.
-            let restart = deployments.iter().find_map(|d| {
-                d.current_actions()
-                    .iter()
-                    .find(|a| a.app == *id && a.action == ActionKind::RestartApplication)
-                    .map(|a| a.scale_to.unwrap_or(0))
-            });
-            // A start step in progress means nothing launches yet.
-            let starting_only = deployments.iter().any(|d| {
-                d.current_actions()
-                    .iter()
-                    .any(|a| a.app == *id && a.action == ActionKind::StartApplication)
-            }) || deployments.iter().any(|d| {
-                d.affected_apps.contains(id)
-                    && d.steps.iter().skip(d.step_index).any(|s| {
-                        s.actions
-                            .iter()
-                            .any(|a| a.app == *id && a.action != ActionKind::StopApplication)
-                    })
-                    && !d.current_actions().iter().any(|a| a.app == *id)
-            });
+            let restart = restarts.get(id.as_str()).copied();
+            // A start step in progress, or a later step waiting for this app, means
+            // nothing launches yet.
+            let starting_only = waiting.contains(id.as_str());
             if starting_only {
                 continue;
             }
             let n = if let Some(target) = restart {
                 let budget = RestartBudget::new(target, app.upgrade());
-                let counts = restart_counts(
-                    app,
-                    &version,
-                    &by_app.get(id.as_str()).cloned().unwrap_or_default(),
-                );
+                let all: Vec<&Instance> = by_app
+                    .get(id.as_str())
+                    .map(|v| {
+                        v.iter()
+                            .copied()
+                            .filter(|i| !i.is_inactive(strategy, now))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let counts = restart_counts(app, &version, &all);
                 next_restart_move(&budget, &counts).launch_new
             } else {
                 let want = u32::try_from(app.instances.max(0)).unwrap_or(u32::MAX);
@@ -689,15 +1073,28 @@ impl Core {
     pub async fn tick(&self) -> Result<Vec<Instance>, MarathonError> {
         let _w = self.inner.write.lock().await;
         let mut to_kill: Vec<Instance> = Vec::new();
-        let apps = self.apps().await?;
+        let apps = self.specs().await?;
         for mut d in self.repo().deployments().await? {
             let mut progressed = false;
             while let Some(step) = d.steps.get(d.step_index).cloned() {
                 let instances = self.repo().instances().await?;
+                let mut by_app: HashMap<&str, Vec<&Instance>> = HashMap::new();
+                for i in &instances {
+                    by_app.entry(i.app_id.as_str()).or_default().push(i);
+                }
                 let mut all_done = true;
+                let now = crate::time::now_millis();
                 for a in &step.actions {
-                    let mine: Vec<&Instance> =
-                        instances.iter().filter(|i| i.app_id == a.app).collect();
+                    let strategy = apps.get(&a.app).map(AppDefinition::unreachable);
+                    let mine: Vec<&Instance> = by_app
+                        .get(a.app.as_str())
+                        .map(|v| {
+                            v.iter()
+                                .copied()
+                                .filter(|i| !strategy.is_some_and(|s| i.is_inactive(s, now)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     let (done, kills) = action_progress(a, apps.get(&a.app), &mine);
                     for k in kills {
                         if !to_kill.iter().any(|x| x.instance_id == k.instance_id) {
@@ -727,14 +1124,70 @@ impl Core {
                 self.repo().put_deployment(&d).await?;
             }
         }
-        // Instances of deleted apps, and marked ones, get killed too.
+        // Instances of deleted apps, and marked ones, get killed too; unreachable ones
+        // past `expungeAfterSeconds` are forgotten; an app no deployment works on that
+        // has more active instances than wanted (an unreachable instance came back
+        // after its replacement started) loses the surplus per `killSelection`.
+        let now = crate::time::now_millis();
+        let deploying: std::collections::BTreeSet<String> = self
+            .repo()
+            .deployments()
+            .await?
+            .into_iter()
+            .flat_map(|d| d.affected_apps)
+            .collect();
+        let mut active: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
         for i in self.repo().instances().await? {
-            let orphan = !apps.contains_key(&i.app_id);
+            let app = apps.get(&i.app_id);
             if i.is_terminal() {
                 continue;
             }
-            if (orphan || i.killing) && !to_kill.iter().any(|x| x.instance_id == i.instance_id) {
+            let strategy = app.map_or(crate::app::UnreachableStrategy::DEFAULT, |a| {
+                a.unreachable()
+            });
+            if i.state == "TASK_UNREACHABLE" && (app.is_none() || i.is_expunged(strategy, now)) {
+                tracing::info!(task = %i.task_id, app = %i.app_id, "expunging unreachable instance");
+                self.repo()
+                    .delete_instance(&i.app_id, &i.instance_id)
+                    .await?;
+                self.events().publish(
+                    "instance_changed_event",
+                    json!({"instanceId": i.instance_id, "condition": "Unreachable", "runSpecId": i.app_id,
+                        "agentId": i.agent_id, "host": i.host, "runSpecVersion": i.version, "expunged": true}),
+                );
+                continue;
+            }
+            if (app.is_none() || i.killing)
+                && !to_kill.iter().any(|x| x.instance_id == i.instance_id)
+            {
                 to_kill.push(i);
+                continue;
+            }
+            if !i.killing && !i.is_inactive(strategy, now) && !deploying.contains(&i.app_id) {
+                active.entry(i.app_id.clone()).or_default().push(i);
+            }
+        }
+        for (app_id, list) in active {
+            let Some(app) = apps.get(&app_id) else {
+                continue;
+            };
+            let want = usize::try_from(app.instances.max(0)).unwrap_or(usize::MAX);
+            if list.len() <= want {
+                continue;
+            }
+            let views: Vec<InstanceView> = list
+                .iter()
+                .map(|i| InstanceView {
+                    id: i.instance_id.clone(),
+                    started_at: i.started_at_ms.unwrap_or(i.staged_at_ms),
+                    running: i.state == "TASK_RUNNING",
+                })
+                .collect();
+            for id in kill_order(&views, want, app.kill_selection) {
+                if let Some(i) = list.iter().find(|i| i.instance_id == id) {
+                    tracing::info!(task = %i.task_id, app = %app_id, "killing surplus instance");
+                    to_kill.push(i.clone());
+                }
             }
         }
         for k in &mut to_kill {
@@ -747,15 +1200,20 @@ impl Core {
     }
 }
 
+/// Healthy, running and — for apps with readiness checks — ready.
+fn counts_ready(app: &AppDefinition, i: &Instance) -> bool {
+    i.is_healthy_running(!app.health_checks.is_empty())
+        && (app.readiness_checks.is_empty() || i.ready)
+}
+
 fn restart_counts(app: &AppDefinition, version: &str, mine: &[&Instance]) -> RestartCounts {
-    let checks = !app.health_checks.is_empty();
     let mut c = RestartCounts::default();
     for i in mine {
         if i.is_terminal() {
             continue;
         }
         let new = i.version == version;
-        match (new, i.killing, i.is_healthy_running(checks)) {
+        match (new, i.killing, counts_ready(app, i)) {
             (false, true, _) => c.old_killing += 1,
             (false, false, _) => c.old_healthy += 1,
             (true, true, _) => c.old_killing += 1,
@@ -786,7 +1244,6 @@ fn action_progress(
             let Some(app) = app else {
                 return (true, vec![]);
             };
-            let checks = !app.health_checks.is_empty();
             let target = a.scale_to.unwrap_or(0) as usize;
             let active: Vec<&Instance> = live.iter().copied().filter(|i| !i.killing).collect();
             let mut kills: Vec<Instance> = Vec::new();
@@ -817,10 +1274,7 @@ fn action_progress(
                     }
                 }
             }
-            let healthy = active
-                .iter()
-                .filter(|i| i.is_healthy_running(checks))
-                .count();
+            let healthy = active.iter().filter(|i| counts_ready(app, i)).count();
             let killing_left = live.iter().any(|i| i.killing);
             (
                 kills.is_empty() && active.len() == target && healthy == target && !killing_left,
@@ -873,4 +1327,61 @@ fn plan_json(d: &Deployment) -> Json {
         "target": {"apps": d.target.values().map(AppDefinition::to_json).collect::<Vec<_>>()},
         "steps": d.steps.iter().map(|s| step_json(Some(s))).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn reschedule_tokens_refill_per_interval() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(
+            RescheduleLimit {
+                tokens: 2,
+                interval: Duration::from_secs(10),
+            },
+            t0,
+        );
+        assert!(b.take(t0));
+        assert!(b.take(t0));
+        assert!(!b.take(t0 + Duration::from_secs(9)), "bounded per interval");
+        assert!(b.take(t0 + Duration::from_secs(10)), "refilled");
+        assert!(b.take(t0 + Duration::from_secs(11)));
+        assert!(!b.take(t0 + Duration::from_secs(12)));
+        let mut unlimited = TokenBucket::new(
+            RescheduleLimit {
+                tokens: 0,
+                interval: Duration::from_secs(10),
+            },
+            t0,
+        );
+        assert!((0..1000).all(|_| unlimited.take(t0)), "0 means unlimited");
+    }
+
+    #[test]
+    fn unreachable_instances_turn_inactive_then_expunged() {
+        use crate::app::UnreachableStrategy;
+        let i = Instance {
+            state: "TASK_UNREACHABLE".into(),
+            unreachable_since_ms: Some(1_000),
+            ..Instance::default()
+        };
+        let s = UnreachableStrategy::Enabled {
+            inactive_after_seconds: 5,
+            expunge_after_seconds: 60,
+        };
+        assert!(!i.is_inactive(s, 5_999));
+        assert!(i.is_inactive(s, 6_000));
+        assert!(!i.is_expunged(s, 60_999));
+        assert!(i.is_expunged(s, 61_000));
+        assert!(!i.is_inactive(UnreachableStrategy::Disabled, u64::MAX));
+        assert!(!i.is_expunged(UnreachableStrategy::Disabled, u64::MAX));
+        let reachable = Instance {
+            state: "TASK_RUNNING".into(),
+            ..Instance::default()
+        };
+        assert!(!reachable.is_inactive(UnreachableStrategy::DEFAULT, u64::MAX));
+    }
 }

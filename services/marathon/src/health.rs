@@ -80,6 +80,14 @@ async fn round(
     tracks: &mut HashMap<String, Track>,
 ) -> Result<(), crate::error::MarathonError> {
     let apps = core.apps().await?;
+    if !apps.values().any(|a| {
+        a.health_checks
+            .iter()
+            .any(|h| h.protocol.is_marathon_side())
+    }) {
+        tracks.clear();
+        return Ok(());
+    }
     let now = crate::time::now_millis();
     let instances = core.repo().instances().await?;
     tracks.retain(|id, _| instances.iter().any(|i| &i.instance_id == id));

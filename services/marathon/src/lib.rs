@@ -17,6 +17,8 @@
 //! | [`state`] | the etcd repository (keys below) |
 //! | [`events`] | the event bus behind `/v2/events` (SSE) |
 //! | [`health`] | Marathon-side HTTP/HTTPS/TCP health checks (kill after `maxConsecutiveFailures`) |
+//! | [`pod`] | the DC/OS pod JSON, its validation, the app-shaped view for placement, `LAUNCH_GROUP` |
+//! | [`readiness`] | readiness checks during deployments (`readinessCheckResults`) |
 //! | [`core`] | app changes → versions + deployments; the deployment executor; launch demand and back-off |
 //! | [`server`] | one Marathon process: HTTP API, election, leader duties |
 //! | [`api`] | the REST v2 API (axum) |
@@ -29,7 +31,9 @@
 //! | `marathon/apps/<app_id>` | the current app definition (canonical JSON) | leading Marathon |
 //! | `marathon/versions/<app_id>/<version>` | every stored version of an app, for rollback and `/versions` | leading Marathon |
 //! | `marathon/deployments/<deployment_id>` | a running deployment (plan + progress) | leading Marathon |
-//! | `marathon/instances/<app_id>/<instance_id>` | one instance (task id, agent, state, ports, version); written **before** its LAUNCH is sent | leading Marathon |
+//! | `marathon/instances/<app_id>/<instance_id>` | one instance (task id, agent, state, ports, version; a pod instance's container tasks); written **before** its LAUNCH/LAUNCH_GROUP is sent; the leader caches them write-through | leading Marathon |
+//! | `marathon/pods/<pod_id>` | the current pod definition (DC/OS pod JSON, defaults filled in) | leading Marathon |
+//! | `marathon/pod-versions/<pod_id>/<version>` | every stored version of a pod | leading Marathon |
 //! | `marathon/framework-id` | the framework id the master gave (`{"value": ...}`), for re-subscription after failover | leading Marathon |
 //! | `leader/marathon/<candidate>` | the election ([`basalt_store::Election`]); value `{"address": "host:port"}` | every Marathon |
 //!
@@ -45,6 +49,8 @@ pub mod events;
 pub mod health;
 pub mod pathid;
 pub mod plan;
+pub mod pod;
+pub mod readiness;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -131,8 +131,26 @@ async fn run(
             return;
         }
     };
+    let masters: Vec<String> = master
+        .split(',')
+        .map(|m| m.trim().trim_end_matches('/').to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
     let mut backoff = Duration::from_millis(100);
+    let mut next = 0usize;
     loop {
+        // Ask the masters where the leader is (`/master/redirect`); fall back to trying
+        // them in turn (SUBSCRIBE follows a follower's 307 to the leader too).
+        let master = match find_leader(&http, &masters).await {
+            Some(l) => l,
+            None => {
+                next = next.wrapping_add(1);
+                masters
+                    .get(next % masters.len().max(1))
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        };
         match session(&core, &http, &master, &fid_tx, &mut rx).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::warn!(error = %e, %master, "scheduler session ended"),
@@ -142,6 +160,41 @@ async fn run(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The leading master's base URL, as the first master that answers
+/// `GET /master/redirect` says (`Location: //host:port`).
+async fn find_leader(http: &reqwest::Client, masters: &[String]) -> Option<String> {
+    let probe = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_else(|_| http.clone());
+    for m in masters {
+        let Ok(r) = probe.get(format!("{m}/master/redirect")).send().await else {
+            continue;
+        };
+        if !r.status().is_redirection() {
+            continue;
+        }
+        let Some(loc) = r.headers().get("Location").and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let loc = loc.trim_end_matches('/');
+        let base = if let Some(rest) = loc.strip_prefix("//") {
+            let scheme = m.split("://").next().unwrap_or("http");
+            format!("{scheme}://{rest}")
+        } else {
+            loc.to_string()
+        };
+        // Keep scheme://host:port only.
+        let end = base
+            .find("://")
+            .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+            .unwrap_or(base.len());
+        return Some(base[..end].to_string());
+    }
+    None
 }
 
 async fn session(
@@ -209,8 +262,32 @@ async fn session(
                     Ok(Some(Ok(c))) => c,
                 };
                 rio.feed(&chunk);
+                // Take whatever else has arrived already: under load, updates are
+                // handled in batches instead of one round trip each.
+                let mut ended = false;
+                while let Some(next) = futures::FutureExt::now_or_never(body.next()) {
+                    match next {
+                        Some(Ok(c)) => rio.feed(&c),
+                        Some(Err(e)) => return Err(err(e.to_string())),
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                // Status updates that arrive together are handled as one batch
+                // (acknowledged concurrently, written in one transaction per 100).
+                let mut updates: Vec<TaskStatus> = Vec::new();
                 while let Some(rec) = rio.next_record().map_err(|e| err(e.to_string()))? {
                     let ev: Json = serde_json::from_slice(&rec).map_err(|e| err(format!("bad event: {e}")))?;
+                    if ev["type"] == "UPDATE" {
+                        let status: TaskStatus = serde_json::from_value(ev["update"]["status"].clone()).map_err(|e| err(format!("bad status: {e}")))?;
+                        updates.push(status);
+                        continue;
+                    }
+                    if !updates.is_empty() {
+                        handle_updates(core, &conn, std::mem::take(&mut updates)).await?;
+                    }
                     match ev["type"].as_str().unwrap_or("") {
                         "SUBSCRIBED" => {
                             let fid = ev["subscribed"]["framework_id"]["value"].as_str().unwrap_or("").to_string();
@@ -224,7 +301,10 @@ async fn session(
                             core.events().publish("scheduler_registered_event", json!({"frameworkId": fid, "master": conn.url}));
                             // Reconcile what we believe runs, then everything.
                             let tasks: Vec<Json> = core.repo().instances().await?.iter().filter(|i| !i.is_terminal())
-                                .map(|i| json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}})).collect();
+                                .flat_map(|i| {
+                                    let ids: Vec<String> = if i.containers.is_empty() { vec![i.task_id.clone()] } else { i.containers.iter().map(|c| c.task_id.clone()).collect() };
+                                    ids.into_iter().map(|t| json!({"task_id": {"value": t}, "agent_id": {"value": i.agent_id}})).collect::<Vec<_>>()
+                                }).collect();
                             conn.call("RECONCILE", json!({"tasks": tasks})).await?;
                             conn.call("RECONCILE", json!({"tasks": []})).await?;
                             conn.call("REVIVE", json!({})).await?;
@@ -237,26 +317,37 @@ async fn session(
                                 suppressed = true;
                             }
                         }
-                        "UPDATE" => {
-                            let status: TaskStatus = serde_json::from_value(ev["update"]["status"].clone()).map_err(|e| err(format!("bad status: {e}")))?;
-                            handle_update(core, &conn, &status).await?;
-                        }
                         "ERROR" => return Err(err(format!("master error: {}", ev["error"]["message"]))),
                         _ => {}
                     }
+                }
+                if !updates.is_empty() {
+                    handle_updates(core, &conn, updates).await?;
+                }
+                if ended {
+                    return Err(err("stream closed".into()));
                 }
             }
             cmd = rx.recv() => match cmd {
                 None => return Ok(()),
                 Some(Command::Kill(list)) => {
+                    let apps = core.apps().await?;
                     for i in list {
-                        let mut kill = json!({"task_id": {"value": i.task_id}, "agent_id": {"value": i.agent_id}});
-                        if let Some(app) = core.repo().app(&i.app_id).await?
-                            && let Some(g) = app.value.task_kill_grace_period_seconds {
-                            kill["kill_policy"] = json!({"grace_period": {"nanoseconds": g * 1_000_000_000}});
-                        }
-                        if let Err(e) = conn.call("KILL", kill).await {
-                            tracing::warn!(task = %i.task_id, error = %e, "KILL failed");
+                        let grace = apps.get(&i.app_id).and_then(|a| a.task_kill_grace_period_seconds);
+                        // A pod instance: every container task.
+                        let tasks: Vec<&str> = if i.containers.is_empty() {
+                            vec![i.task_id.as_str()]
+                        } else {
+                            i.containers.iter().filter(|c| !c.is_terminal()).map(|c| c.task_id.as_str()).collect()
+                        };
+                        for t in tasks {
+                            let mut kill = json!({"task_id": {"value": t}, "agent_id": {"value": i.agent_id}});
+                            if let Some(g) = grace {
+                                kill["kill_policy"] = json!({"grace_period": {"nanoseconds": g * 1_000_000_000}});
+                            }
+                            if let Err(e) = conn.call("KILL", kill).await {
+                                tracing::warn!(task = %t, error = %e, "KILL failed");
+                            }
                         }
                     }
                 }
@@ -279,7 +370,8 @@ async fn handle_offers(
     offers: Vec<Offer>,
 ) -> Result<bool, MarathonError> {
     let mut demand = core.launch_demand().await?;
-    let apps = core.apps().await?;
+    let apps = core.specs().await?;
+    let pods = core.pods().await?;
     let mut live: Vec<Instance> = core
         .repo()
         .instances()
@@ -288,6 +380,21 @@ async fn handle_offers(
         .filter(|i| !i.is_terminal())
         .collect();
     let now = crate::time::now_millis();
+    // Launches for apps no deployment works on are replacements: rate-limited.
+    let deploying: BTreeSet<String> = core
+        .repo()
+        .deployments()
+        .await?
+        .into_iter()
+        .flat_map(|d| d.affected_apps)
+        .collect();
+    let mut by_app: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (n, i) in live.iter().enumerate() {
+        by_app.entry(i.app_id.clone()).or_default().push(n);
+    }
+    let mut declines: Vec<Json> = Vec::new();
+    let mut accepts: Vec<Json> = Vec::new();
+    let mut to_persist: Vec<Instance> = Vec::new();
     for offer in offers {
         let view = OfferView::new(
             &offer.hostname,
@@ -299,6 +406,7 @@ async fn handle_offers(
         let mut used: BTreeMap<&'static str, f64> = BTreeMap::new();
         let mut used_ports: BTreeSet<u64> = BTreeSet::new();
         let mut launches: Vec<(Instance, Json)> = Vec::new();
+        let mut groups: Vec<(Instance, Json)> = Vec::new();
         for (app_id, n) in demand.iter_mut() {
             let Some(app) = apps.get(app_id) else {
                 continue;
@@ -306,17 +414,41 @@ async fn handle_offers(
             if core.backoff(app_id).not_before_ms > now {
                 continue;
             }
+            let healing = !deploying.contains(app_id);
             while *n > 0 {
-                let placed: Vec<&Instance> = live.iter().filter(|i| &i.app_id == app_id).collect();
+                let placed: Vec<&Instance> = by_app
+                    .get(app_id)
+                    .map(|v| v.iter().filter_map(|k| live.get(*k)).collect())
+                    .unwrap_or_default();
                 let Ok(p) = match_offer(app, &view, &placed, &used, &used_ports) else {
                     break;
                 };
+                if healing && !core.take_reschedule_token() {
+                    break;
+                }
                 *used.entry("cpus").or_default() += app.cpus;
                 *used.entry("mem").or_default() += app.mem;
                 *used.entry("disk").or_default() += app.disk;
                 *used.entry("gpus").or_default() += app.gpus as f64;
                 used_ports.extend(p.ports.iter().copied());
-                let task_id = pathid::new_task_id(&app.id);
+                let pod = pods.get(app_id);
+                let (task_id, containers) = match pod {
+                    Some(pod) => {
+                        let iid = crate::pod::new_instance_id(&pod.id);
+                        let cts: Vec<crate::pod::ContainerTask> = pod
+                            .containers
+                            .iter()
+                            .map(|c| crate::pod::ContainerTask {
+                                name: c.name.clone(),
+                                task_id: format!("{iid}.{}", c.name),
+                                state: "TASK_STAGING".into(),
+                                healthy: None,
+                            })
+                            .collect();
+                        (iid, cts)
+                    }
+                    None => (pathid::new_task_id(&app.id), Vec::new()),
+                };
                 let inst = Instance {
                     instance_id: task_id.clone(),
                     task_id: task_id.clone(),
@@ -334,27 +466,63 @@ async fn handle_offers(
                     zone: view.zone.clone(),
                     attributes: view.attributes.clone(),
                     message: None,
+                    unreachable_since_ms: None,
+                    ready: false,
+                    containers,
                 };
-                let ti = task_info(app, &inst, &p.role);
+                by_app.entry(app_id.clone()).or_default().push(live.len());
                 live.push(inst.clone());
-                launches.push((inst, ti));
+                match pod {
+                    Some(pod) => {
+                        let op = crate::pod::launch_group(pod, &inst, &conn.framework_id, &p.role);
+                        groups.push((inst, op));
+                    }
+                    None => {
+                        let ti = task_info(app, &inst, &p.role);
+                        launches.push((inst, ti));
+                    }
+                }
                 *n -= 1;
             }
         }
-        if launches.is_empty() {
-            conn.call(
-                "DECLINE",
-                json!({"offer_ids": [offer.id], "filters": {"refuse_seconds": 5.0}}),
-            )
-            .await?;
+        if launches.is_empty() && groups.is_empty() {
+            declines.push(offer.id);
             continue;
         }
-        let instances: Vec<Instance> = launches.iter().map(|(i, _)| i.clone()).collect();
-        // Persist first: after a failover the instance is known and reconciled, never re-launched.
-        core.repo().put_instances(&instances).await?;
+        to_persist.extend(launches.iter().chain(groups.iter()).map(|(i, _)| i.clone()));
         let infos: Vec<Json> = launches.into_iter().map(|(_, t)| t).collect();
-        tracing::info!(agent = %agent_id, tasks = infos.len(), "launching");
-        conn.call("ACCEPT", json!({"offer_ids": [offer.id], "operations": [{"type": "LAUNCH", "launch": {"task_infos": infos}}], "filters": {"refuse_seconds": 1.0}})).await?;
+        tracing::debug!(agent = %agent_id, tasks = infos.len(), groups = groups.len(), "launching");
+        let mut operations = Vec::new();
+        if !infos.is_empty() {
+            operations.push(json!({"type": "LAUNCH", "launch": {"task_infos": infos}}));
+        }
+        operations.extend(groups.into_iter().map(|(_, op)| op));
+        accepts.push(json!({"offer_ids": [offer.id], "operations": operations, "filters": {"refuse_seconds": 1.0}}));
+    }
+    if !declines.is_empty() {
+        conn.call(
+            "DECLINE",
+            json!({"offer_ids": declines, "filters": {"refuse_seconds": 5.0}}),
+        )
+        .await?;
+    }
+    if !accepts.is_empty() {
+        // Persist first: after a failover the instance is known and reconciled, never
+        // re-launched. Then the ACCEPTs go out concurrently.
+        core.repo().put_instances(&to_persist).await?;
+        tracing::info!(
+            offers = accepts.len(),
+            instances = to_persist.len(),
+            "launching"
+        );
+        let results: Vec<Result<(), MarathonError>> =
+            futures::stream::iter(accepts.into_iter().map(|a| conn.call("ACCEPT", a)))
+                .buffer_unordered(32)
+                .collect()
+                .await;
+        for r in results {
+            r?;
+        }
     }
     Ok(demand.values().any(|n| *n > 0))
 }
@@ -560,51 +728,134 @@ pub fn task_info(app: &AppDefinition, inst: &Instance, role: &str) -> Json {
     ti
 }
 
-async fn handle_update(core: &Core, conn: &Conn, status: &TaskStatus) -> Result<(), MarathonError> {
+/// Handles status updates that arrived together: acknowledges them concurrently,
+/// applies them in order, and writes the changed instances in as few transactions as
+/// etcd allows.
+async fn handle_updates(
+    core: &Core,
+    conn: &Conn,
+    statuses: Vec<TaskStatus>,
+) -> Result<(), MarathonError> {
+    let acks: Vec<Json> = statuses
+        .iter()
+        .filter_map(|st| {
+            st.uuid.as_ref().map(|uuid| {
+                let agent = st.agent_id.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+                json!({"agent_id": {"value": agent}, "task_id": {"value": st.task_id.value}, "uuid": uuid})
+            })
+        })
+        .collect();
+    let results: Vec<Result<(), MarathonError>> =
+        futures::stream::iter(acks.into_iter().map(|a| conn.call("ACKNOWLEDGE", a)))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+    for r in results {
+        r?;
+    }
+    // Changed instances by (app, instance), and which task ids they hold.
+    let mut pending: BTreeMap<(String, String), (Instance, bool)> = BTreeMap::new();
+    let mut by_task: std::collections::HashMap<String, (String, String)> =
+        std::collections::HashMap::new();
+    for status in &statuses {
+        let task_id = status.task_id.value.clone();
+        let known = match by_task.get(&task_id).and_then(|k| pending.get(k)) {
+            Some((i, _)) => Some(i.clone()),
+            None => core.repo().instance_by_task(&task_id).await?,
+        };
+        let Some(mut inst) = known else {
+            if !status.state.is_terminal() {
+                // Not ours (or forgotten): kill it rather than let it run unmanaged.
+                tracing::warn!(task = %task_id, state = %status.state.as_str(), "unknown task, killing");
+                let agent = status
+                    .agent_id
+                    .as_ref()
+                    .map(|a| a.value.clone())
+                    .unwrap_or_default();
+                conn.call(
+                    "KILL",
+                    json!({"task_id": {"value": task_id}, "agent_id": {"value": agent}}),
+                )
+                .await?;
+            }
+            continue;
+        };
+        let terminal = apply_status(core, &mut inst, status).await?;
+        let key = (inst.app_id.clone(), inst.instance_id.clone());
+        by_task.insert(inst.task_id.clone(), key.clone());
+        for c in &inst.containers {
+            by_task.insert(c.task_id.clone(), key.clone());
+        }
+        pending.insert(key, (inst, terminal));
+    }
+    let puts: Vec<Instance> = pending
+        .values()
+        .filter(|(_, t)| !*t)
+        .map(|(i, _)| i.clone())
+        .collect();
+    let deletes: Vec<(String, String)> = pending
+        .iter()
+        .filter(|(_, (_, t))| *t)
+        .map(|(k, _)| k.clone())
+        .collect();
+    core.repo().write_instances(&puts, &deletes).await?;
+    tracing::debug!(
+        updates = statuses.len(),
+        written = puts.len() + deletes.len(),
+        "status updates applied"
+    );
+    core.notify();
+    Ok(())
+}
+
+/// Applies one status to its instance (events, back-off, unreachable bookkeeping).
+/// Returns whether the instance is gone (terminal).
+async fn apply_status(
+    core: &Core,
+    inst: &mut Instance,
+    status: &TaskStatus,
+) -> Result<bool, MarathonError> {
     let task_id = status.task_id.value.clone();
     let state = status.state.as_str().to_string();
-    if let Some(uuid) = &status.uuid {
-        let agent = status
-            .agent_id
-            .as_ref()
-            .map(|a| a.value.clone())
-            .unwrap_or_default();
-        conn.call(
-            "ACKNOWLEDGE",
-            json!({"agent_id": {"value": agent}, "task_id": {"value": task_id}, "uuid": uuid}),
-        )
-        .await?;
-    }
-    let instances = core.repo().instances().await?;
-    let Some(mut inst) = instances.into_iter().find(|i| i.task_id == task_id) else {
-        if !status.state.is_terminal() {
-            // Not ours (or forgotten): kill it rather than let it run unmanaged.
-            tracing::warn!(task = %task_id, %state, "unknown task, killing");
-            let agent = status
-                .agent_id
-                .as_ref()
-                .map(|a| a.value.clone())
-                .unwrap_or_default();
-            conn.call(
-                "KILL",
-                json!({"task_id": {"value": task_id}, "agent_id": {"value": agent}}),
-            )
-            .await?;
-        }
-        return Ok(());
-    };
     let was_healthy = inst.healthy;
+    let mut container_failed = false;
+    let state = if inst.containers.is_empty() {
+        state
+    } else {
+        // A pod instance: one container changed; the instance's state is the aggregate.
+        if let Some(ct) = inst.containers.iter_mut().find(|c| c.task_id == task_id) {
+            ct.state = state.clone();
+            if let Some(h) = status.healthy {
+                ct.healthy = Some(h);
+            }
+        }
+        let agg = crate::pod::aggregate_state(&inst.containers);
+        if agg == "TASK_KILLING" && !inst.killing {
+            // One container ended: the whole instance goes and is replaced.
+            container_failed = true;
+            inst.killing = true;
+        }
+        agg
+    };
     inst.state = state.clone();
     inst.message = status.message.clone();
     if state == "TASK_RUNNING" && inst.started_at_ms.is_none() {
         inst.started_at_ms = Some(crate::time::now_millis());
         core.reset_backoff(&inst.app_id);
     }
-    if let Some(h) = status.healthy {
+    if !inst.containers.is_empty() {
+        inst.healthy = if inst.containers.iter().any(|c| c.healthy == Some(false)) {
+            Some(false)
+        } else if inst.containers.iter().any(|c| c.healthy == Some(true)) {
+            Some(true)
+        } else {
+            None
+        };
+    } else if let Some(h) = status.healthy {
         inst.healthy = Some(h);
     }
     core.events().publish("status_update_event", json!({
-        "slaveId": inst.agent_id, "taskId": inst.task_id, "taskStatus": state, "message": status.message.clone().unwrap_or_default(),
+        "slaveId": inst.agent_id, "taskId": task_id, "taskStatus": status.state.as_str(), "message": status.message.clone().unwrap_or_default(),
         "appId": inst.app_id, "host": inst.host, "ipAddresses": [], "ports": inst.ports, "version": inst.version,
     }));
     core.events().publish("instance_changed_event", json!({
@@ -618,34 +869,24 @@ async fn handle_update(core: &Core, conn: &Conn, status: &TaskStatus) -> Result<
             "appId": inst.app_id, "instanceId": inst.instance_id, "taskId": inst.task_id, "version": inst.version, "alive": h,
         }));
     }
-    if inst.is_terminal()
-        || state == "TASK_UNREACHABLE"
-            && core.repo().app(&inst.app_id).await?.is_some_and(|a| {
-                matches!(
-                    a.value.unreachable(),
-                    crate::app::UnreachableStrategy::Enabled {
-                        inactive_after_seconds: 0,
-                        ..
-                    }
-                )
-            })
-    {
-        if !inst.killing
-            && let Some(app) = core.repo().app(&inst.app_id).await?
-        {
-            core.record_failure(&app.value, json!({
-                "appId": inst.app_id, "host": inst.host, "message": status.message.clone().unwrap_or_default(),
-                "state": state, "taskId": inst.task_id, "timestamp": crate::time::now(), "version": inst.version, "slaveId": inst.agent_id,
-            }));
+    if state == "TASK_UNREACHABLE" {
+        // Counted until `inactiveAfterSeconds`, replaced after, expunged after
+        // `expungeAfterSeconds` (the executor's tick); "disabled": kept until LOST/GONE.
+        if inst.unreachable_since_ms.is_none() {
+            inst.unreachable_since_ms = Some(crate::time::now_millis());
         }
-        core.repo()
-            .delete_instance(&inst.app_id, &inst.instance_id)
-            .await?;
     } else {
-        core.repo().put_instance(&inst).await?;
+        inst.unreachable_since_ms = None;
     }
-    core.notify();
-    Ok(())
+    if (container_failed || inst.is_terminal() && !inst.killing)
+        && let Some(app) = core.specs().await?.get(&inst.app_id)
+    {
+        core.record_failure(app, json!({
+            "appId": inst.app_id, "host": inst.host, "message": status.message.clone().unwrap_or_default(),
+            "state": status.state.as_str(), "taskId": task_id, "timestamp": crate::time::now(), "version": inst.version, "slaveId": inst.agent_id,
+        }));
+    }
+    Ok(inst.is_terminal())
 }
 
 fn condition(state: &str) -> &'static str {
@@ -696,6 +937,9 @@ mod tests {
             zone: None,
             attributes: BTreeMap::new(),
             message: None,
+            unreachable_since_ms: None,
+            ready: false,
+            containers: Vec::new(),
         };
         let ti = task_info(&app, &inst, "*");
         assert_eq!(ti["name"], "web.group");

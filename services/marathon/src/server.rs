@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiState, router};
-use crate::core::Core;
+use crate::core::{Core, RescheduleLimit};
 use crate::error::MarathonError;
 use crate::events::EventBus;
 use crate::state::Repo;
@@ -28,12 +28,16 @@ pub struct MarathonConfig {
     pub listen: SocketAddr,
     /// The `host:port` others reach this process at (default: the bound address).
     pub advertise: Option<String>,
-    /// The master's base URL (`http://host:5050`); empty: run without a master.
+    /// The master's base URL (`http://host:5050`), or several separated by commas (the
+    /// scheduler follows the leading one: redirects, and the next one on failure); empty:
+    /// run without a master.
     pub master: String,
     /// Election lease TTL.
     pub election_ttl: Duration,
     /// Enabled features.
     pub features: Features,
+    /// Rate limit of replacement launches (healing), see [`RescheduleLimit`].
+    pub reschedule_limit: RescheduleLimit,
 }
 
 impl MarathonConfig {
@@ -45,6 +49,7 @@ impl MarathonConfig {
             master: master.into(),
             election_ttl: Duration::from_secs(5),
             features: Features::default(),
+            reschedule_limit: RescheduleLimit::default(),
         }
     }
 }
@@ -108,6 +113,7 @@ pub async fn start(config: MarathonConfig, store: Store) -> Result<MarathonHandl
         EventBus::new(),
         config.features.clone(),
     );
+    core.set_reschedule_limit(config.reschedule_limit);
     let observer = Election::observe(&store, "marathon").await?;
     let (leader_tx, leader_rx) = watch::channel(observer.current().map(|l| l.address));
     let (fid_tx, fid_rx) = watch::channel(None::<String>);
@@ -176,8 +182,10 @@ pub async fn start(config: MarathonConfig, store: Store) -> Result<MarathonHandl
 async fn lead(core: Core, master: String, fid: watch::Sender<Option<String>>) {
     // Another leader may have written since this process last cached anything.
     core.invalidate_apps();
+    core.repo().invalidate();
     let health = tokio::spawn(crate::health::run(core.clone()));
     let _health = AbortOnDrop(health);
+    let _readiness = AbortOnDrop(tokio::spawn(crate::readiness::run(core.clone())));
     let driver = if master.is_empty() {
         None
     } else {

@@ -23,7 +23,7 @@ pub struct Violation {
 pub struct Violations(pub Vec<Violation>);
 
 impl Violations {
-    fn add(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         let path = path.into();
         let msg = msg.into();
         if let Some(v) = self.0.iter_mut().find(|v| v.path == path) {
@@ -91,7 +91,7 @@ impl Default for Features {
 }
 
 impl Features {
-    fn has(&self, f: &str) -> bool {
+    pub(crate) fn has(&self, f: &str) -> bool {
         self.enabled.contains(f)
     }
 }
@@ -109,7 +109,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn validate_id(v: &mut Violations, path: &str, id: &str) {
+pub(crate) fn validate_id(v: &mut Violations, path: &str, id: &str) {
     let elems = pathid::elements(id);
     if elems.is_empty() {
         v.add(path, "Path must contain at least one path element");

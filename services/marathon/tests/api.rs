@@ -441,3 +441,35 @@ async fn groups_with_dependencies_and_scale_by() {
     let (s, _) = api.get("/v2/apps/prod/web/front").await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_larger_than_one_etcd_transaction_is_stored() {
+    let Some(etcd) = EtcdCluster::start(1).await.unwrap() else {
+        return;
+    };
+    let m = marathon(&etcd).await;
+    wait("leadership", || async { m.is_leader().then_some(()) }).await;
+    let api = Api {
+        base: format!("http://{}", m.addr),
+        http: reqwest::Client::new(),
+    };
+    // 150 apps = 300 app/version writes: more than etcd's 128 operations per txn.
+    let apps: Vec<Value> = (0..150)
+        .map(|i| json!({"id": format!("app-{i}"), "cmd": "x", "instances": 1}))
+        .collect();
+    let (s, h, body) = api
+        .send(
+            reqwest::Method::POST,
+            "/v2/groups",
+            Some(json!({"id": "/big", "apps": apps})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    assert!(h.contains_key("marathon-deployment-id"));
+    let (_, list) = api.get("/v2/apps").await;
+    assert_eq!(list["apps"].as_array().unwrap().len(), 150);
+    let (_, one) = api.get("/v2/apps/big/app-149/versions").await;
+    assert_eq!(one["versions"].as_array().unwrap().len(), 1);
+    let (_, deps) = api.get("/v2/deployments").await;
+    assert_eq!(deps[0]["affectedApps"].as_array().unwrap().len(), 150);
+}

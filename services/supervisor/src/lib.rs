@@ -58,7 +58,10 @@ pub trait ResourceDetector: Send + Sync {
     ) -> std::result::Result<serde_json::Value, String>;
 }
 
-/// `basalt-agent::detect` on this host.
+/// `basalt-agent::detect` on this host, for the node's report (`etc/resources.json`): what
+/// the agent advertises (its cache) once it has run, a fresh detection before. It never
+/// writes the agent's cache: the agent's first start must detect with its full settings
+/// (fault-domain script, ports, reserve) and cache that, not this report's defaults.
 #[derive(Debug, Default, Clone)]
 pub struct HostDetector;
 
@@ -69,19 +72,16 @@ impl ResourceDetector for HostDetector {
         public: bool,
     ) -> std::result::Result<serde_json::Value, String> {
         use basalt_agent::detect::{DetectConfig, Detector, ResourceCache};
-        let mut cfg = DetectConfig::new(work_dir);
-        cfg.public = public;
         let cache = ResourceCache::in_work_dir(work_dir);
-        let adv = Detector::host()
-            .detect_cached(&cfg, &cache)
-            .map_err(|e| e.to_string())?;
-        if let Some(drift) = &adv.drift {
-            tracing::warn!(
-                ?drift,
-                "detected resources differ from the cached detection"
-            );
-        }
-        serde_json::to_value(&adv.resources).map_err(|e| e.to_string())
+        let resources = match cache.load().map_err(|e| e.to_string())? {
+            Some(cached) => cached,
+            None => {
+                let mut cfg = DetectConfig::new(work_dir);
+                cfg.public = public;
+                Detector::host().detect(&cfg).map_err(|e| e.to_string())?
+            }
+        };
+        serde_json::to_value(&resources).map_err(|e| e.to_string())
     }
 }
 
@@ -373,4 +373,31 @@ pub async fn run(
         r.abort();
     }
     served
+}
+
+#[cfg(test)]
+mod host_detector_tests {
+    use super::*;
+    use basalt_agent::detect::ResourceCache;
+
+    /// On this machine: the report never creates the agent's cache, and shows the cache
+    /// once the agent has written one.
+    #[test]
+    fn the_report_never_writes_the_agents_cache() {
+        let work = tempfile::tempdir().unwrap();
+        let fresh = HostDetector.detect(work.path(), false).unwrap();
+        assert!(fresh["cpus"].as_f64().unwrap() > 0.0, "{fresh}");
+        let cache = ResourceCache::in_work_dir(work.path());
+        assert!(
+            cache.load().unwrap().is_none(),
+            "the supervisor wrote the cache"
+        );
+        // the agent caches what it advertises (here: with a changed memory figure)
+        let mut adv: basalt_agent::detect::DetectedResources =
+            serde_json::from_value(fresh.clone()).unwrap();
+        adv.mem_mib = 12345;
+        cache.store(&adv).unwrap();
+        let report = HostDetector.detect(work.path(), false).unwrap();
+        assert_eq!(report["mem_mib"], 12345, "{report}");
+    }
 }

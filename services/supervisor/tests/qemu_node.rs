@@ -4,10 +4,10 @@
 //!
 //! - a valid agent bundle: the supervisor verifies it, installs /run/basalt, starts
 //!   `basalt-agent.target` over D-Bus, and `/system/health/v1` (through a QEMU `hostfwd`
-//!   to guest port 1050) lists the units; `basalt-agent.service` runs (healthy, retrying
-//!   its unreachable master), while [`FAILING_UNIT`] fails to start and must be reported
-//!   unhealthy with its journal tail, and the supervisor's follower reports the failed job
-//!   on the console;
+//!   to guest port 1050) lists the units; the bundle's fault-domain-detect script fails
+//!   (as without cloud metadata), so [`FAILING_UNIT`] (the agent) refuses to start and
+//!   must be reported unhealthy with its journal tail naming the script's error, while the
+//!   others run, and the supervisor's follower reports the failed job on the console;
 //! - one changed byte in the bundle: no component starts and the console names the check.
 //!
 //! Both boots share one image build. Needs root, mmdebstrap and the nodeimg tools,
@@ -30,12 +30,11 @@ use basalt_qemu::{
 };
 use support::Cluster;
 
-/// The component that fails on this lone agent: `basaltd l4lb` needs etcd, and agents have
-/// no etcd credentials (issue #7 moves agents' VIP state to a push from the masters; when
-/// that lands, pick another deliberately failing unit here).
-const FAILING_UNIT: &str = "basalt-l4lb.service";
-/// What its journal tail must say.
-const FAILING_OUTPUT: &str = "etcd-client.env";
+/// The component that fails on purpose: `basaltd agent` stops when the bundle's
+/// fault-domain-detect script fails (support::FAULT_DOMAIN_DETECT).
+const FAILING_UNIT: &str = "basalt-agent.service";
+/// What its journal tail must say (the script's stderr, passed on by the agent).
+const FAILING_OUTPUT: &str = "no metadata service";
 
 /// TCG on a busy 2-core machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(480);
@@ -203,18 +202,18 @@ fn valid_agent_bundle_starts_the_agent_target_and_reports_failing_units() {
     );
 
     // health through the hostfwd: every unit listed; FAILING_UNIT unhealthy with its
-    // journal tail, the agent itself healthy
+    // journal tail, the gateway healthy
     let report = wait_until(
-        "the failing unit reported unhealthy with its journal tail, the agent healthy",
+        "the failing unit reported unhealthy with its journal tail, the gateway healthy",
         Duration::from_secs(180),
         Duration::from_millis(500),
         || {
             let (status, body) = http_get(port, "/system/health/v1")?;
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             let failing = unit(&v, FAILING_UNIT)?;
-            let agent = unit(&v, "basalt-agent.service")?;
+            let gateway = unit(&v, "basalt-gateway.service")?;
             (status == 200
-                && agent["health"] == 0
+                && gateway["health"] == 0
                 && failing["health"] == 1
                 && failing["output"].as_str()?.contains(FAILING_OUTPUT))
             .then_some(v)
@@ -247,7 +246,7 @@ fn valid_agent_bundle_starts_the_agent_target_and_reports_failing_units() {
         one["description"]
             .as_str()
             .unwrap()
-            .starts_with("Basalt L4"),
+            .starts_with("Basalt agent"),
         "{one:#}"
     );
     let (status, _) = http_get(port, "/system/health/v1/units/ssh.service").unwrap();

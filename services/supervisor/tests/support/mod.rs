@@ -11,6 +11,12 @@ use basalt_supervisor::{Env, Layout, ResourceDetector};
 /// ip-detect for the QEMU guests: the one global IPv4 address (QEMU user net: 10.0.2.15).
 pub const IP_DETECT: &str = "#!/bin/sh\n# the node's one global IPv4 address\nip -4 -o addr show scope global | sed -n 's/.* inet \\([0-9.]*\\)\\/.*/\\1/p'\n";
 
+/// A fault-domain-detect script that fails, as one does on a machine without the cloud
+/// metadata it asks: the agent refuses to start without its fault domain (the QEMU test's
+/// deliberately failing component; the fake-systemd tests never run it).
+pub const FAULT_DOMAIN_DETECT: &str =
+    "#!/bin/sh\necho 'no metadata service: cannot tell the zone' >&2\nexit 1\n";
+
 pub fn config_toml(masters: &[&str]) -> String {
     let list: Vec<String> = masters.iter().map(|m| format!("\"{m}\"")).collect();
     format!(
@@ -18,6 +24,7 @@ pub fn config_toml(masters: &[&str]) -> String {
 masters = [{}]
 bootstrap_url = "http://192.0.2.5:8080"
 ip_detect = "ip-detect"
+fault_domain_detect = "fault-domain-detect"
 resolvers = ["203.0.113.53"]
 
 [auth]
@@ -40,6 +47,9 @@ impl Cluster {
         std::fs::write(&script, IP_DETECT).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fd = dir.path().join("fault-domain-detect");
+        std::fs::write(&fd, FAULT_DOMAIN_DETECT).unwrap();
+        std::fs::set_permissions(&fd, std::fs::Permissions::from_mode(0o755)).unwrap();
         basalt_genconf::generate::generate(dir.path(), &dir.path().join("serve")).unwrap();
         Cluster { dir }
     }
