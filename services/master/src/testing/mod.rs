@@ -90,12 +90,14 @@ pub struct Faults {
 /// The join credential the harness configures.
 pub const TEST_CREDENTIAL: &str = "0123456789abcdef0123456789abcdef";
 
-/// A small-timeout config for tests (ping 200 ms × 5, heartbeats 200 ms, tick 20 ms).
+/// A small-timeout config for tests (ping 400 ms × 5: an agent is unreachable after 2 s
+/// without pings, long enough for a loaded 2-core CI machine; heartbeats 200 ms, tick
+/// 20 ms).
 pub fn test_config(etcd: &EtcdCluster) -> MasterConfig {
     let mut cfg = MasterConfig::new(etcd.config());
     cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.election_ttl = Duration::from_secs(1);
-    cfg.agent_ping_timeout = Duration::from_millis(200);
+    cfg.agent_ping_timeout = Duration::from_millis(400);
     cfg.max_agent_ping_timeouts = 5;
     cfg.heartbeat_interval = Duration::from_millis(200);
     cfg.tick = Duration::from_millis(20);
