@@ -4,6 +4,8 @@
 //! OOM, bad users, HTTP endpoints and restart recovery. Needs root (namespaces and
 //! cgroups) and etcd; each test prints why it is skipped otherwise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,15 +13,12 @@ use basalt_agent::containerizer::{CgroupVersion, CgroupsConfig, Isolation};
 use basalt_agent::daemon::{AgentConfig, AgentDaemon, ResourceSource};
 use basalt_master::testing::{Cluster, TEST_CREDENTIAL, TestScheduler, wait_until};
 use basalt_mesos::{
-    AgentId, Attributes, CommandInfo, FrameworkId, FrameworkInfo, Resource, Resources, TaskId,
-    TaskInfo, TaskState, TaskStatus, TaskStatusReason,
+    AgentId, Attributes, CommandInfo, FrameworkId, Resources, TaskId, TaskState, TaskStatus,
+    TaskStatusReason,
 };
-
-const T: Duration = Duration::from_secs(20);
-
-fn skip(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
-}
+use common::{
+    T, cgroup_root, enc, framework, get_json, launch, remove_roots, skip, task, wait_registered,
+};
 
 fn agent_config(c: &Cluster, work: &Path) -> AgentConfig {
     let mut cfg = AgentConfig::new(
@@ -67,50 +66,6 @@ async fn setup(test: &str) -> Option<(Cluster, AgentDaemon, tempfile::TempDir, A
     Some((c, agent, work, id))
 }
 
-async fn wait_registered(agent: &AgentDaemon, n: u32) -> AgentId {
-    wait_until("agent registration", T, || async {
-        (agent.registrations() >= n && agent.connected())
-            .then(|| agent.agent_id())
-            .flatten()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; last error: {:?}", agent.last_error()))
-}
-
-fn framework(name: &str) -> FrameworkInfo {
-    let mut f = FrameworkInfo::new("root", name);
-    f.failover_timeout = Some(60.0);
-    f
-}
-
-fn task(id: &str, agent: &AgentId, cmd: CommandInfo, cpus: f64, mem: f64) -> TaskInfo {
-    let mut t = TaskInfo::command(id, TaskId::new(id), agent.clone(), cmd);
-    t.resources = vec![
-        Resource::scalar("cpus", cpus).unwrap(),
-        Resource::scalar("mem", mem).unwrap(),
-    ];
-    t
-}
-
-/// Launches `t` on an outstanding offer of `agent`; returns the scheduler event index
-/// before the launch.
-async fn launch(s: &TestScheduler, agent: &AgentId, t: TaskInfo) -> usize {
-    let offer = s
-        .wait_outstanding_offer(T, |o| {
-            &o.agent_id == agent && o.resources.cpus().is_some_and(|c| c.as_f64() >= 0.5)
-        })
-        .await
-        .unwrap();
-    let from = s.event_count();
-    let r = s
-        .launch(std::slice::from_ref(&offer.id), vec![t], Some(0.0))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.body);
-    from
-}
-
 /// Waits for `state` of `task` (or a terminal one) in the updates at index ≥ `from`,
 /// acknowledging every update of the task on the way (the master forwards a task's
 /// next update once the previous one is acknowledged).
@@ -142,34 +97,6 @@ async fn wait_state(s: &TestScheduler, task: &str, from: usize, state: TaskState
     st
 }
 
-async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn memory_limit(cg: &basalt_agent::containerizer::TaskCgroup) -> String {
     let dir = cg.memory.clone().expect("memory cgroup");
     let file = match cg.version {
@@ -180,37 +107,6 @@ fn memory_limit(cg: &basalt_agent::containerizer::TaskCgroup) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// The cgroup root (below each hierarchy) of the agent on `work`: one per test, the
-/// same across a restart on the same work dir.
-fn cgroup_root(work: &Path) -> String {
-    format!(
-        "basalt-daemon-test{}",
-        work.display().to_string().replace(['/', '.'], "-")
-    )
-}
-
-/// Removes the test's cgroup roots once their task cgroups are gone (the containerizer
-/// removes those as each task ends).
-async fn remove_roots(work: &Path) {
-    let root = cgroup_root(work);
-    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup").join(&root)];
-    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        dirs.extend(rd.filter_map(Result::ok).map(|e| e.path().join(&root)));
-    }
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        dirs.retain(|d| d.exists() && std::fs::remove_dir(d).is_err());
-        if dirs.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "cgroup roots not removable: {dirs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,6 +7,8 @@
 //! `docker-registry`, `crun` and busybox-static (scripts/setup.sh installs them); each
 //! test prints why it is skipped otherwise.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +20,10 @@ use basalt_agent::containerizer::{
 use basalt_agent::daemon::{AgentConfig, AgentDaemon, ResourceSource};
 use basalt_master::testing::{Cluster, TEST_CREDENTIAL, TestScheduler, wait_until};
 use basalt_mesos::{
-    AgentId, Attributes, CommandInfo, ContainerId, ContainerInfo, FrameworkId, FrameworkInfo,
-    Resource, Resources, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
+    AgentId, Attributes, CommandInfo, ContainerId, ContainerInfo, FrameworkId, Resource, Resources,
+    TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
 };
+use common::{framework, skip};
 use sha2::{Digest, Sha256};
 
 const T: Duration = Duration::from_secs(30);
@@ -30,10 +33,6 @@ const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+j
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-fn skip(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
-}
 
 fn digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -343,12 +342,6 @@ async fn remove_roots(work: &Path) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn framework(name: &str) -> FrameworkInfo {
-    let mut f = FrameworkInfo::new("root", name);
-    f.failover_timeout = Some(60.0);
-    f
 }
 
 fn task(id: &str, agent: &AgentId, cmd: CommandInfo, container: ContainerInfo) -> TaskInfo {
