@@ -4,29 +4,17 @@
 //! scheduler API. Deploy 3 → running; scale 5 then 1; rolling restart with capacity
 //! checked at every observed moment; killed and failed tasks replaced; SSE events.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use basalt_marathon::server::{MarathonConfig, MarathonHandle, start};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
 use basalt_mesos::{FrameworkId, TaskId, TaskState};
+use common::wait;
 use futures::StreamExt;
 use serde_json::{Value, json};
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Api {
     base: String,

@@ -3,27 +3,15 @@
 //! next leader re-subscribes with the stored framework id, reconciles, and completes
 //! the deployment without launching duplicates (instances are persisted before LAUNCH).
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use basalt_marathon::server::{MarathonConfig, start};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
 use basalt_mesos::{FrameworkId, TaskState};
+use common::wait;
 use serde_json::{Value, json};
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()

@@ -5,29 +5,17 @@
 //! killed per `killSelection`; mass replacement is rate-limited; the leading master
 //! dies while Marathon is connected and Marathon follows the new leader.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use basalt_marathon::core::RescheduleLimit;
 use basalt_marathon::server::{MarathonConfig, MarathonHandle, start};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent, Faults};
 use basalt_mesos::{FrameworkId, TaskState};
+use common::wait;
 use serde_json::{Value, json};
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Api {
     base: String,

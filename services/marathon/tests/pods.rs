@@ -4,27 +4,15 @@
 //! executor of type DEFAULT) through the v1 scheduler API; scale, a failed container
 //! replaces its instance, bad pods get Marathon's validation shape, delete kills all.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use basalt_marathon::server::{MarathonConfig, start};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
 use basalt_mesos::{FrameworkId, TaskState};
+use common::wait;
 use serde_json::{Value, json};
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Every field of `want` is in `got` with the same meaning (numbers compared as f64).
 fn contains(got: &Value, want: &Value, path: &str) {

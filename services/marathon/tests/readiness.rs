@@ -4,28 +4,16 @@
 //! answers 503 to its first requests and 200 after. The deployment waits for
 //! readiness; `readinessCheckResults` are served on deployments and apps.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use basalt_marathon::server::{MarathonConfig, start};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
+use common::wait;
 use serde_json::{Value, json};
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployment_waits_for_readiness() {
