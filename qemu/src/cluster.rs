@@ -383,7 +383,8 @@ fn master_state_of(nodes: &[ClusterNode]) -> Option<serde_json::Value> {
         .find_map(|m| get_json(m.port(5050)?, "/master/state"))
 }
 
-/// The work folder's image directory default: next to the work folder.
+/// Where cluster images live by default: `<target>/nodeimg-cluster` (shared by `up` and
+/// the cluster test, so one build serves both).
 pub fn default_images_dir(target: &Path) -> PathBuf {
     target.join("nodeimg-cluster")
 }

@@ -215,7 +215,7 @@ fn main() -> anyhow::Result<()> {
                 masters,
                 agents,
                 &work,
-                images.unwrap_or_else(|| target.join("nodeimg-cluster")),
+                images.unwrap_or_else(|| basalt_qemu::cluster::default_images_dir(&target)),
                 basaltd,
                 std::env::current_dir()?.join("units"),
             );

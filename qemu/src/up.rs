@@ -25,20 +25,18 @@ fn reach_table(c: &Cluster, registered: Duration) -> String {
     for n in &c.nodes {
         s.push_str(&format!("{:<4} {:<12} {}\n", n.name, n.ip, n.role));
         for (guest, host) in &n.ports {
-            let what = match guest {
-                5050 => "Mesos master   http",
-                5051 => "Mesos agent    http",
-                8080 => "Marathon       http",
-                443 => "gateway        https",
-                61001 => "agent gateway  http",
-                1050 => "node health    http",
-                2379 => "etcd           https",
-                _ => "port",
+            let (label, scheme) = match guest {
+                5050 => ("Mesos master", "http"),
+                5051 => ("Mesos agent", "http"),
+                8080 => ("Marathon", "http"),
+                443 => ("gateway", "https"),
+                61001 => ("agent gateway", "http"),
+                1050 => ("node health", "http"),
+                2379 => ("etcd", "https"),
+                _ => ("port", "http"),
             };
-            let scheme = what.rsplit(' ').next().unwrap_or("http");
             s.push_str(&format!(
-                "       {:<16} {scheme}://127.0.0.1:{host}   (guest :{guest})\n",
-                what.trim_end_matches(scheme).trim()
+                "       {label:<16} {scheme}://127.0.0.1:{host}   (guest :{guest})\n"
             ));
         }
         s.push_str(&format!(

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use basalt_nodeimg::{BuildOptions, Role, required_tools};
-use basalt_qemu::cluster::{Cluster, ClusterSpec, stage_basaltd};
+use basalt_qemu::cluster::{Cluster, ClusterSpec, default_images_dir, stage_basaltd};
 use basalt_qemu::http::{get_json, request};
 use basalt_qemu::{QEMU, have_program, target_dir, wait_until, workspace_dir};
 
@@ -25,7 +25,10 @@ fn skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("building node images needs root".into());
     }
-    let opts = BuildOptions::new(Role::Master, target_dir().join("nodeimg-cluster/master"));
+    let opts = BuildOptions::new(
+        Role::Master,
+        default_images_dir(&target_dir()).join("master"),
+    );
     let mut tools: Vec<&str> = required_tools(&opts);
     tools.extend(["mmdebstrap", QEMU]);
     let missing: Vec<&str> = tools.into_iter().filter(|t| !have_program(t)).collect();
@@ -54,7 +57,7 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
         1,
         1,
         &work,
-        target.join("nodeimg-cluster"),
+        default_images_dir(&target),
         basaltd,
         workspace_dir().join("units"),
     );

@@ -332,7 +332,8 @@ pub fn resolve_service_in(state: &Value, name: &str) -> Option<Target> {
 /// Step 3: the SRV records Mesos-DNS serves for `_<name>._tcp.marathon.<domain>`.
 pub fn resolve_srv_in(state: &Value, name: &str) -> Option<Target> {
     use basalt_dns::records::rfc1123_label;
-    let parsed: basalt_dns::MasterState = serde_json::from_value(state.clone()).ok()?;
+    use serde::Deserialize;
+    let parsed = basalt_dns::MasterState::deserialize(state).ok()?;
     let set = basalt_dns::RecordSet::from_state(&parsed, &basalt_dns::DnsConfig::default()).ok()?;
     // Marathon names the tasks of `/group/app` `app.group`; Mesos-DNS makes the whole task
     // name one label (`app-group`)
