@@ -14,6 +14,7 @@ mod dns;
 mod gateway;
 mod iam;
 mod l4lb;
+mod logs;
 mod marathon;
 mod master;
 mod node;
@@ -70,6 +71,11 @@ pub const COMPONENTS: &[Component] = &[
         name: "l4lb",
         about: "layer-4 load balancer for named and IP VIPs (userspace proxy)",
         main: l4lb::main,
+    },
+    Component {
+        name: "logs",
+        about: "dcos-log-compatible node log API (the journal) on 127.0.0.1:61081",
+        main: logs::main,
     },
 ];
 

@@ -45,6 +45,8 @@ pub struct Upstreams {
     pub marathon: String,
     /// Port of agents' HTTP API when `/master/state` has none (`/agent/<id>`).
     pub agent_port: u16,
+    /// Port of the agents' gateway (`/system/v1/agent/<id>/logs|metrics`): 61001.
+    pub agent_gateway_port: u16,
 }
 
 impl Default for Upstreams {
@@ -58,6 +60,7 @@ impl Default for Upstreams {
             metrics: "127.0.0.1:61082".into(),
             marathon: "127.0.0.1:8080".into(),
             agent_port: 5051,
+            agent_gateway_port: 61001,
         }
     }
 }

@@ -378,6 +378,30 @@ async fn target(state: &State, m: &Matched<'_>) -> Result<(String, Target), Prox
                 None => Err(ProxyError::UnknownAgent { route, id: name }),
             }
         }
+        UpstreamKind::AgentSystem => {
+            let resolver = state.resolver.as_ref().ok_or(ProxyError::Resolve {
+                route,
+                source: ResolveError::NoLeader,
+            })?;
+            let found = resolver
+                .agent(&name)
+                .await
+                .map_err(|source| ProxyError::Resolve { route, source })?;
+            let Some(agent) = found else {
+                return Err(ProxyError::UnknownAgent { route, id: name });
+            };
+            // The agent's host with its gateway's port; the path goes under /system/v1.
+            let host = agent
+                .authority
+                .rsplit_once(':')
+                .map_or(agent.authority.as_str(), |(h, _)| h);
+            let mut t = Target::http(format!(
+                "{host}:{}",
+                state.config.upstreams.agent_gateway_port
+            ));
+            t.base_path = "/system/v1".to_owned();
+            Ok((format!("agent-gateway:{name}"), t))
+        }
         // Local endpoints never get here.
         UpstreamKind::Local(_) => Err(ProxyError::NoRoute {
             path: route.to_owned(),

@@ -15,6 +15,7 @@
 //! | `/marathon`, `/service/marathon` | Marathon leader (election `marathon`, else `127.0.0.1:8080`) | prefix stripped | yes | `dcos:adminrouter:service:marathon` |
 //! | `/service/<name>` | [`crate::ServiceResolver`] | `/service/<name>` stripped | yes | `dcos:adminrouter:service:<name>` |
 //! | `/agent/<id>`, `/slave/<id>` | the agent's `hostname:port` from `/master/state` | `/agent/<id>` stripped | yes | `dcos:adminrouter:ops:slave` |
+//! | `/system/v1/agent/<id>/logs…`, `/system/v1/agent/<id>/metrics…` | the agent's gateway, `hostname` from `/master/state`, port 61001 (`agent_gateway_port`) | `/system/v1/agent/<id>` replaced by `/system/v1` (so the agent gateway's `/system/v1/logs` route strips it again); other subpaths 404 | yes | `dcos:adminrouter:ops:system-logs` / `…:system-metrics` |
 //! | `/package`, `/cosmos/service`, `/capabilities` | Cosmos `127.0.0.1:7070` | unchanged | yes | `dcos:adminrouter:package` |
 //! | `/system/health/v1` | diagnostics `127.0.0.1:1050` | unchanged | yes | `dcos:adminrouter:ops:system-health` |
 //! | `/system/v1/logs` | log service `127.0.0.1:61081` | prefix stripped | yes | `dcos:adminrouter:ops:system-logs` |
@@ -90,6 +91,9 @@ pub enum UpstreamKind {
     Service,
     /// `/agent/<id>/…`, the agent's address from the leading master's state.
     Agent,
+    /// `/system/v1/agent/<id>/{logs,metrics}…`: the agent's gateway (its host from the
+    /// leading master's state, the agent gateway port), path under `/system/v1`.
+    AgentSystem,
     /// Served by the gateway.
     Local(LocalEndpoint),
 }
@@ -112,6 +116,9 @@ pub enum Permission {
     Fixed(&'static str),
     /// `dcos:adminrouter:service:<name>` for `/service/<name>`.
     ServiceName,
+    /// `dcos:adminrouter:ops:system-logs` or `…:system-metrics` by the subpath of
+    /// `/system/v1/agent/<id>`.
+    AgentSystem,
 }
 
 /// One row of the table.
@@ -211,6 +218,13 @@ pub const MASTER_ROUTES: &[Route] = &[
         Strip,
         true,
         Fixed("dcos:adminrouter:ops:slave"),
+    ),
+    route(
+        "/system/v1/agent",
+        U::AgentSystem,
+        Strip,
+        true,
+        Permission::AgentSystem,
     ),
     route(
         "/package",
@@ -344,6 +358,14 @@ impl Matched<'_> {
                 "dcos:adminrouter:service:{}",
                 self.name.as_deref().unwrap_or_default()
             )),
+            Permission::AgentSystem => Some(
+                if under(&self.upstream_path, "/metrics").is_some() {
+                    "dcos:adminrouter:ops:system-metrics"
+                } else {
+                    "dcos:adminrouter:ops:system-logs"
+                }
+                .to_owned(),
+            ),
         }
     }
 }
@@ -376,13 +398,20 @@ pub fn match_route<'a>(table: &'a [Route], path: &str) -> Option<Matched<'a>> {
         })
         .max_by_key(|(_, r, _)| r.prefix.len())?;
     let (name, rest) = match route.upstream {
-        UpstreamKind::Service | UpstreamKind::Agent => {
+        UpstreamKind::Service | UpstreamKind::Agent | UpstreamKind::AgentSystem => {
             let trimmed = rest.strip_prefix('/')?;
             let (name, tail) = match trimmed.find('/') {
                 Some(i) => (&trimmed[..i], &trimmed[i..]),
                 None => (trimmed, ""),
             };
             if name.is_empty() {
+                return None;
+            }
+            // DC/OS: only `/logs…` and `/metrics…` of an agent's `/system/v1`.
+            if route.upstream == UpstreamKind::AgentSystem
+                && under(tail, "/logs").is_none()
+                && under(tail, "/metrics").is_none()
+            {
                 return None;
             }
             (Some(name.to_owned()), tail)
@@ -483,6 +512,43 @@ mod tests {
         assert!(match_route(MASTER_ROUTES, "/ca/dcos-ca.crt/x").is_none());
         assert!(match_route(MASTER_ROUTES, "/ca").is_none());
         assert!(match_route(AGENT_ROUTES, "/ca/dcos-ca.crt").is_none());
+    }
+
+    #[test]
+    fn agent_logs_and_metrics_through_the_master() {
+        let m = match_route(MASTER_ROUTES, "/system/v1/agent/S1-x/logs/v1/range/").unwrap();
+        assert_eq!(m.route.upstream, UpstreamKind::AgentSystem);
+        assert_eq!(m.name.as_deref(), Some("S1-x"));
+        assert_eq!(m.upstream_path, "/logs/v1/range/");
+        assert_eq!(
+            m.permission().as_deref(),
+            Some("dcos:adminrouter:ops:system-logs")
+        );
+        let m = match_route(MASTER_ROUTES, "/system/v1/agent/S1/metrics/v0/node").unwrap();
+        assert_eq!(
+            m.permission().as_deref(),
+            Some("dcos:adminrouter:ops:system-metrics")
+        );
+        assert_eq!(
+            match_route(MASTER_ROUTES, "/system/v1/agent/S1/logs")
+                .unwrap()
+                .upstream_path,
+            "/logs"
+        );
+        for other in [
+            "/system/v1/agent/S1/health",
+            "/system/v1/agent/S1/logsx/v1",
+            "/system/v1/agent/S1",
+            "/system/v1/agent/",
+            "/system/v1/agent",
+        ] {
+            assert!(match_route(MASTER_ROUTES, other).is_none(), "{other}");
+        }
+        // the node's own logs are still the static route
+        let m = match_route(MASTER_ROUTES, "/system/v1/logs/v1/range/").unwrap();
+        assert_eq!(m.route.upstream, UpstreamKind::Static(StaticUpstream::Logs));
+        assert_eq!(m.upstream_path, "/v1/range/");
+        assert!(match_route(AGENT_ROUTES, "/system/v1/agent/S1/logs/v1/range/").is_none());
     }
 
     #[test]

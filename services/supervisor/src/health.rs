@@ -78,6 +78,7 @@ pub fn unit_name(id: &str) -> String {
         "basalt-iam" => "Basalt IAM".into(),
         "basalt-dns" => "Basalt DNS".into(),
         "basalt-l4lb" => "Basalt L4LB".into(),
+        "basalt-logs" => "Basalt Logs".into(),
         other => other
             .split('-')
             .map(|w| {

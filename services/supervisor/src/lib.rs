@@ -138,12 +138,14 @@ pub fn role_units(role: Role) -> &'static [&'static str] {
             "basalt-dns.service",
             "basalt-l4lb.service",
             "basalt-gateway.service",
+            "basalt-logs.service",
         ],
         Role::Agent | Role::AgentPublic => &[
             "basalt-agent.service",
             "basalt-dns.service",
             "basalt-l4lb.service",
             "basalt-gateway.service",
+            "basalt-logs.service",
         ],
     }
 }
