@@ -217,11 +217,12 @@ pub fn workspace_root(from: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Module subtrees kept by default: virtio and common datacenter storage/NICs, the file
-/// systems the image uses (erofs, squashfs, ext4, vfat, overlay, iso9660 for config drives),
-/// device-mapper (verity, crypt, thin) and md RAID, and networking (netfilter, ip_vs, bridge,
-/// vlan, vxlan, veth, bonding, wireguard). An entry is a path under `kernel/` (a directory
-/// or a `.ko`) or, ending in `*`, a plain prefix. Dependencies are added automatically.
+/// Module subtrees kept by default: virtio (virtio_console carries the QEMU guest agent's
+/// port) and common datacenter storage/NICs, the file systems the image uses (erofs,
+/// squashfs, ext4, vfat, overlay, iso9660 for config drives), device-mapper (verity, crypt,
+/// thin) and md RAID, and networking (netfilter, ip_vs, bridge, vlan, vxlan, veth, bonding,
+/// wireguard). An entry is a path under `kernel/` (a directory or a `.ko`) or, ending in
+/// `*`, a plain prefix. Dependencies are added automatically.
 pub const DEFAULT_KEEP_MODULES: &[&str] = &[
     "arch/x86/crypto",
     "crypto",
@@ -240,6 +241,7 @@ pub const DEFAULT_KEEP_MODULES: &[&str] = &[
     "drivers/scsi/virtio_scsi.ko",
     "drivers/virtio",
     "drivers/char/hw_random/virtio-rng.ko",
+    "drivers/char/virtio_console.ko",
     "drivers/net/virtio_net.ko",
     "drivers/net/veth.ko",
     "drivers/net/macvlan.ko",

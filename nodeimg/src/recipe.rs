@@ -40,13 +40,20 @@ pub const COMMON_PACKAGES: &[&str] = &[
     "ipvsadm",
     "crun",
     "ca-certificates",
+    // the l4lb's IPVS data path masquerades locally-originated VIP traffic (nft rule)
+    "nftables",
+    // QEMU guest agent: the QEMU harness runs commands in guests over virtio-serial
+    // (started by Debian's udev rule only when that port exists: idle elsewhere)
+    "qemu-guest-agent",
 ];
 
 /// Role-specific packages.
 pub fn role_packages(role: Role) -> &'static [&'static str] {
     match role {
         Role::Master => &["etcd-server"],
-        Role::Agent | Role::AgentPublic => &[],
+        // busybox: httpd/wget/nc for plain command tasks without a container image
+        // (the QEMU cluster test's VIP backends and client)
+        Role::Agent | Role::AgentPublic => &["busybox"],
     }
 }
 
@@ -207,6 +214,9 @@ mod tests {
             "ipvsadm",
             "iproute2",
             "dbus",
+            "nftables",
+            "qemu-guest-agent",
+            "busybox",
         ] {
             assert!(a.contains(&must.to_string()), "{must}");
         }
