@@ -27,6 +27,7 @@ use basalt_nodeimg::node::{NodePayload, build_node_image};
 use basalt_nodeimg::{Artifacts, Role};
 
 use crate::error::{QemuError, Result};
+use crate::guest::{self, ExecOutput, GuestError};
 use crate::http::{FileServer, get_json};
 use crate::vm::{Boot, Net, Vm};
 use crate::{BootMode, image_vm, wait_until};
@@ -37,6 +38,9 @@ pub const SEGMENT_PREFIX: [u8; 3] = [192, 0, 2];
 pub const SUPERUSER: (&str, &str) = ("bootstrapuser", "deleteme");
 /// The interface name of the cluster NIC inside the guests.
 pub const CLUSTER_NIC: &str = "cl0";
+
+/// How long [`ClusterNode::exec`] waits for a guest command.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Guest ports forwarded to the host, per role.
 pub const MASTER_PORTS: &[u16] = &[5050, 8080, 443, 1050, 2379];
@@ -198,6 +202,55 @@ impl ClusterNode {
     /// The host port forwarded to `guest_port`.
     pub fn port(&self, guest_port: u16) -> Option<u16> {
         self.ports.get(&guest_port).copied()
+    }
+
+    /// Runs `argv` (`argv[0]` an absolute path) inside this node through its QEMU guest
+    /// agent and waits for it to end (at most [`EXEC_TIMEOUT`]).
+    pub fn exec(&self, argv: &[&str]) -> Result<ExecOutput, GuestError> {
+        self.exec_timeout(argv, EXEC_TIMEOUT)
+    }
+
+    /// [`ClusterNode::exec`] with its own time limit.
+    pub fn exec_timeout(&self, argv: &[&str], timeout: Duration) -> Result<ExecOutput, GuestError> {
+        guest::exec(
+            &self.name,
+            &self.vm.config.guest_agent_path(),
+            argv,
+            timeout,
+        )
+    }
+
+    /// `/bin/sh -c script` inside this node.
+    pub fn sh(&self, script: &str) -> Result<ExecOutput, GuestError> {
+        self.exec(&["/bin/sh", "-c", script])
+    }
+
+    /// Waits until the node's guest agent answers (it starts with the guest's udev); on
+    /// timeout the last failure is the error.
+    pub fn wait_guest_agent(&self, timeout: Duration) -> Result<Duration, GuestError> {
+        let start = Instant::now();
+        let socket = self.vm.config.guest_agent_path();
+        let mut last = None;
+        wait_until(
+            &format!("the guest agent of {}", self.name),
+            timeout,
+            Duration::from_millis(500),
+            || match guest::ping(&self.name, &socket) {
+                Ok(()) => Some(()),
+                Err(e) => {
+                    last = Some(e);
+                    None
+                }
+            },
+        )
+        .map_err(|t| {
+            last.unwrap_or_else(|| GuestError::Timeout {
+                node: self.name.clone(),
+                command: "guest-sync".into(),
+                waited: t.waited,
+            })
+        })?;
+        Ok(start.elapsed())
     }
 }
 

@@ -38,6 +38,9 @@ pub enum QemuError {
         tail: String,
     },
 
+    #[error(transparent)]
+    Guest(#[from] crate::guest::GuestError),
+
     #[error("invalid VM configuration: {0}")]
     Config(String),
 }

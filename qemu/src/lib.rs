@@ -6,6 +6,8 @@
 //! - [`Accel`]: KVM when a probe boot shows it works, TCG otherwise.
 //! - [`Net`]: `-netdev user,restrict=on` for a lone VM, a multicast socket segment for a
 //!   private L2 network between VMs.
+//! - [`guest`]: commands inside a guest through the image's QEMU guest agent
+//!   ([`guest::exec`], [`cluster::ClusterNode::exec`]).
 //! - [`image_vm`]: a [`VmConfig`] for a built `basalt-nodeimg` image (UEFI through the disk's
 //!   ESP, or direct kernel boot with the image's command line).
 
@@ -13,6 +15,7 @@ pub mod accel;
 pub mod cluster;
 pub mod disk;
 pub mod error;
+pub mod guest;
 pub mod http;
 pub mod vm;
 pub mod wait;
@@ -21,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::accel::Accel;
 pub use crate::error::{QemuError, Result};
-pub use crate::vm::{Boot, Firmware, Net, QEMU, Vm, VmConfig};
+pub use crate::guest::{ExecOutput, GuestError};
+pub use crate::vm::{Boot, Firmware, GUEST_AGENT_PORT, Net, QEMU, Vm, VmConfig};
 pub use crate::wait::{Timeout, wait_until};
 pub use basalt_nodeimg::{Artifacts, FACT_PREFIX, READY_MARKER, node};
 

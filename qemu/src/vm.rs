@@ -15,6 +15,10 @@ use crate::wait::wait_until;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// The virtio-serial port name qemu-guest-agent looks for (Debian's udev rule starts
+/// `qemu-guest-agent.service` when it appears).
+pub const GUEST_AGENT_PORT: &str = "org.qemu.guest_agent.0";
+
 /// UEFI firmware (OVMF): read-only code and a template for the per-VM variable store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firmware {
@@ -101,6 +105,10 @@ pub struct VmConfig {
     /// Exit instead of rebooting (a verity failure with restart-on-corruption ends QEMU).
     pub no_reboot: bool,
     pub extra_args: Vec<String>,
+    /// A virtio-serial port `org.qemu.guest_agent.0` behind the unix socket
+    /// [`VmConfig::guest_agent_path`] (QEMU listens; [`crate::guest`] talks to the image's
+    /// qemu-guest-agent through it). On by default.
+    pub guest_agent: bool,
     /// A kernel to boot for the KVM probe when `accel` is `Auto` (the direct-boot kernel is
     /// used if this is unset).
     pub probe_kernel: Option<PathBuf>,
@@ -126,6 +134,7 @@ impl VmConfig {
             nets: Vec::new(),
             no_reboot: true,
             extra_args: Vec::new(),
+            guest_agent: true,
             probe_kernel: None,
         }
     }
@@ -136,6 +145,11 @@ impl VmConfig {
 
     pub fn overlay_path(&self) -> PathBuf {
         self.work_dir.join(format!("{}-disk.qcow2", self.name))
+    }
+
+    /// The unix socket of the guest agent's port.
+    pub fn guest_agent_path(&self) -> PathBuf {
+        self.work_dir.join(format!("{}-qga.sock", self.name))
     }
 
     pub fn vars_path(&self) -> PathBuf {
@@ -239,6 +253,19 @@ impl VmConfig {
                 ]),
             }
         }
+        if self.guest_agent {
+            push(&[
+                "-chardev",
+                &format!(
+                    "socket,path={},server=on,wait=off,id=qga0",
+                    self.guest_agent_path().display()
+                ),
+                "-device",
+                "virtio-serial",
+                "-device",
+                &format!("virtserialport,chardev=qga0,name={GUEST_AGENT_PORT}"),
+            ]);
+        }
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -266,6 +293,11 @@ impl Vm {
             let _ = fs::remove_file(&ov);
             let disk = fs::canonicalize(&config.disk).map_err(QemuError::io(&config.disk))?;
             create_overlay(&disk, &ov, config.overlay_size)?;
+        }
+        if config.guest_agent {
+            // a socket left by an earlier run would make QEMU's bind fail
+            let sock = config.guest_agent_path();
+            let _ = fs::remove_file(&sock);
         }
         if let Boot::Uefi(fw) = &config.boot {
             let vars = config.vars_path();
@@ -437,6 +469,13 @@ mod tests {
         assert!(s.contains("-drive if=virtio,format=qcow2,file=/w/agent-disk.qcow2"));
         assert!(s.contains("-no-reboot"));
         assert!(s.contains("-nic none"));
+        assert!(s.contains(
+            "-chardev socket,path=/w/agent-qga.sock,server=on,wait=off,id=qga0 \
+             -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"
+        ));
+        let mut off = c.clone();
+        off.guest_agent = false;
+        assert!(!joined(&off.args(Accel::Tcg)).contains("virtserialport"));
     }
 
     #[test]
