@@ -14,7 +14,9 @@
 //! ([`basalt_l4lb::datapath::Ipvs`]) when [`basalt_l4lb::datapath::Ipvs::probe`]
 //! succeeds (kernel with `ip_vs`, `CAP_NET_ADMIN`), else the userspace TCP/UDP proxy
 //! ([`basalt_l4lb::UserspaceProxy`]), listening on each VIP (`--bind vip`) or on its
-//! `127/8` twin (`--bind loopback`). With IPVS or `--bind vip` the VIP addresses are put
+//! `127/8` twin (`--bind loopback`). IPVS also needs the host settings of
+//! [`basalt_l4lb::hostsetup`] (conntrack, a masquerade rule for the VIP range); when they
+//! fail, `auto` falls back to the proxy. With IPVS or `--bind vip` the VIP addresses are put
 //! on the dummy interface `basalt-vip` with iproute2
 //! ([`basalt_l4lb::IpCommandInterface`]); with `--bind loopback` they are only recorded.
 
@@ -68,7 +70,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let ipvs = match args.datapath.as_str() {
         "userspace" => None,
-        want => match Ipvs::new() {
+        want => match Ipvs::new().map_err(|e| e.to_string()).and_then(|i| {
+            // local clients of remote backends: conntrack + masquerade (hostsetup docs)
+            let range = node.cluster().map_err(|e| e.to_string())?.vip_range;
+            basalt_l4lb::hostsetup::prepare_local_clients(range).map_err(|e| e.to_string())?;
+            Ok(i)
+        }) {
             Ok(i) => Some(i),
             Err(e) if want == "auto" => {
                 tracing::info!(reason = %e, "no kernel IPVS: userspace proxy");

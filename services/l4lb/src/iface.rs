@@ -112,7 +112,9 @@ impl IpCommandInterface {
     }
 }
 
-/// The addresses of `ip -o addr show` output (`… inet 11.1.2.3/32 …`).
+/// The addresses of `ip -o addr show` output (`… inet 11.1.2.3/32 …`), without IPv6
+/// link-local ones (`fe80::/10`): the kernel gives every link one, it is never a VIP, and
+/// removing it as `/128` fails on every sync.
 pub fn parse_ip_addr_show(text: &str) -> BTreeSet<IpAddr> {
     let mut out = BTreeSet::new();
     for line in text.lines() {
@@ -121,6 +123,7 @@ pub fn parse_ip_addr_show(text: &str) -> BTreeSet<IpAddr> {
             if (w == "inet" || w == "inet6")
                 && let Some(a) = words.next()
                 && let Ok(ip) = a.split('/').next().unwrap_or(a).parse::<IpAddr>()
+                && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
             {
                 out.insert(ip);
             }
@@ -199,6 +202,7 @@ mod tests {
     fn parses_ip_addr_show() {
         let text = "5: basalt-vip    inet 11.1.2.3/32 scope global basalt-vip\\       valid_lft forever preferred_lft forever\n\
                     5: basalt-vip    inet6 fd01:c::5/128 scope global \\       valid_lft forever\n\
+                    5: basalt-vip    inet6 fe80::450:8fff:fea3:9e1a/64 scope link \\       valid_lft forever\n\
                     garbage line inet notanip/32\n";
         let got = parse_ip_addr_show(text);
         assert_eq!(

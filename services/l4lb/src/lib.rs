@@ -17,6 +17,8 @@
 //!   in etcd with create-if-absent transactions.
 //! * [`datapath`]: [`DataPath`] and the userspace TCP/UDP proxy [`UserspaceProxy`].
 //! * [`ipvs`]: the kernel IPVS data path over generic netlink ([`datapath::Ipvs`]).
+//! * [`hostsetup`]: what local clients of IPVS VIPs need from the kernel
+//!   (`net.ipv4.vs.conntrack`, an nftables masquerade rule), set at start.
 //! * [`iface`]: the `basalt-vip` dummy interface behind [`VipInterface`]
 //!   ([`IpCommandInterface`] on nodes, [`FakeInterface`] in tests).
 //! * [`feed`]: `GET /v1/vips` (dcos-net's shape, long-poll): masters serve the table,
@@ -49,6 +51,7 @@ pub mod allocator;
 pub mod backends;
 pub mod datapath;
 pub mod feed;
+pub mod hostsetup;
 pub mod iface;
 pub mod ipvs;
 
