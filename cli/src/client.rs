@@ -416,13 +416,25 @@ impl Client {
         query: &[(&str, String)],
         accept: &str,
     ) -> Result<reqwest::Response> {
+        self.stream_with(path, query, accept, &[]).await
+    }
+
+    /// [`Client::stream`] with more request headers (`Last-Event-ID`).
+    pub async fn stream_with(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        accept: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response> {
         let url = self.url(path);
-        let resp = self
+        let mut rb = self
             .request(Method::GET, path, query, None)
-            .header("Accept", accept)
-            .send()
-            .await
-            .map_err(|e| transport_error(&url, &e))?;
+            .header("Accept", accept);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let resp = rb.send().await.map_err(|e| transport_error(&url, &e))?;
         let status = resp.status().as_u16();
         if status < 300 {
             return Ok(resp);

@@ -295,10 +295,27 @@ async fn apps_deployments_nodes_services_and_tasks() {
         .await
         .fails_with(&["App '/cli/web' does not exist"]);
 
-    // No log service and no diagnostics behind the gateway here: said so, nothing made up.
-    c.basalt(&["node", "log", "--leader"])
-        .await
-        .fails_with(&["does not serve /system/v1/logs/v1/range/"]);
+    // The log service behind the gateway reads the cluster's test journal (node_log.rs
+    // covers the options); without one the CLI says the API is not served.
+    match &c.logs {
+        Ok(_) => {
+            let out = c
+                .basalt(&["node", "log", "--leader", "--lines", "1"])
+                .await
+                .ok();
+            assert_eq!(
+                out.stdout,
+                "Nov 14 22:13:22 node1 basalt-master[103]: leading\n"
+            );
+        }
+        Err(why) => {
+            println!("SKIPPED node log part of the marathon CLI test: {why}");
+            c.basalt(&["node", "log", "--leader"])
+                .await
+                .fails_with(&["does not serve /system/v1/logs/v1/range/"]);
+        }
+    }
+    // No diagnostics behind the gateway here: said so, nothing made up.
     c.basalt(&["node", "diagnostics"])
         .await
         .fails_with(&["does not serve /system/health/v1"]);

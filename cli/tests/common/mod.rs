@@ -2,13 +2,17 @@
 //! crates' public test APIs: real etcd and a real master with agents
 //! (`basalt_master::testing`; emulated agents, or the real agent daemon), the real IAM
 //! (auth on, superuser `admin`), the real Marathon, and the real gateway over TLS with
-//! a certificate from a throwaway cluster CA. The `basalt` binary runs as a child
-//! process with `BASALT_DIR` set to a temporary folder.
+//! a certificate from a throwaway cluster CA, the real log service (basalt-logs) over a
+//! real journal (written with systemd-journal-remote) behind it and behind a real agent
+//! gateway. The `basalt` binary runs as a child process with `BASALT_DIR` set to a
+//! temporary folder.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use basalt_gateway::{GatewayConfig, GatewayServer, TlsPems};
 use basalt_iam::keys::pem_encode;
 use basalt_iam::{EtcdIamStore, IamConfig, IamServer, SeedCredential, SuperuserSeed, TokenSigner};
+use basalt_logs::testing::{TestEntry, TestJournal};
+use basalt_logs::{LogsConfig, LogsServer};
 use basalt_marathon::server::{MarathonConfig, MarathonHandle};
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent, TEST_CREDENTIAL};
 use basalt_store::testing::TestCa;
@@ -31,7 +35,27 @@ pub enum Agents {
     Real(PathBuf),
 }
 
+/// The node log service of the test cluster and the journal it reads.
+pub struct Logs {
+    pub journal: TestJournal,
+    pub server: LogsServer,
+    /// An agent gateway (`/system/v1/logs` → the same service), the master gateway's
+    /// `agent_gateway_port`: agents on 127.0.0.1 have their logs there.
+    pub agent_gw: GatewayServer,
+}
+
+/// The entries the test journal starts with.
+pub fn journal_entries() -> Vec<TestEntry> {
+    vec![
+        TestEntry::new("basalt-master.service", "master ready"),
+        TestEntry::new("basalt-gateway.service", "gateway listening"),
+        TestEntry::new("basalt-master.service", "leading"),
+    ]
+}
+
 pub struct TestCluster {
+    /// `Err`: why the log service could not run here (a tool is missing).
+    pub logs: Result<Logs, String>,
     pub master: Cluster,
     pub emulated: Vec<EmulatedAgent>,
     pub real: Option<basalt_agent::daemon::AgentDaemon>,
@@ -172,6 +196,31 @@ pub fn new_key_pem() -> String {
     pem_encode("PRIVATE KEY", doc.as_ref())
 }
 
+/// A journal with [`journal_entries`], the log service on it, and an agent gateway.
+async fn start_logs() -> Result<Logs, String> {
+    let mut journal = TestJournal::new()?;
+    journal.append(&journal_entries())?;
+    let server = LogsServer::start(LogsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        journalctl: journal.journalctl().to_owned(),
+        directory: Some(journal.dir().to_owned()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut acfg = GatewayConfig::agent();
+    acfg.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    acfg.metrics_listen = None;
+    acfg.upstreams.logs = server.addr().to_string();
+    let agent_gw = GatewayServer::start(acfg, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Logs {
+        journal,
+        server,
+        agent_gw,
+    })
+}
+
 impl TestCluster {
     /// Starts everything; `None` (with a SKIPPED line) without etcd.
     pub async fn start(test: &str, agents: Agents) -> Option<TestCluster> {
@@ -265,6 +314,11 @@ impl TestCluster {
         config.upstreams.iam = iam.addr().to_string();
         config.upstreams.marathon = marathon.addr.to_string();
         config.metadata.cluster_id = CLUSTER_ID.into();
+        let logs = start_logs().await;
+        if let Ok(l) = &logs {
+            config.upstreams.logs = l.server.addr().to_string();
+            config.upstreams.agent_gateway_port = l.agent_gw.http_addr().unwrap().port();
+        }
         let gw = GatewayServer::start(config, Some(master.etcd.store()))
             .await
             .unwrap();
@@ -282,6 +336,7 @@ impl TestCluster {
         .await;
 
         Some(TestCluster {
+            logs,
             master,
             emulated,
             real,
