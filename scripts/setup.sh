@@ -14,7 +14,8 @@ set -euo pipefail
 #   crun docker-registry busybox-static  the agent's OCI image tasks (runtime) and
 #                      their tests (a real local registry, a static busybox rootfs)
 #   python3-minimal    the agent's pod and health-check tests (a loopback HTTP server task)
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl openssl crun docker-registry busybox-static python3-minimal)
+#   systemd-journal-remote  basalt-logs' tests write real journal files with it (journalctl reads them)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl openssl crun docker-registry busybox-static python3-minimal systemd-journal-remote)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -43,6 +44,8 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
   # Likewise docker-registry.service (port 5000): the OCI tests start their own.
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  # systemd-journal-remote is only a tool for the tests, never a listening service here.
+  systemctl disable --now systemd-journal-remote.socket >/dev/null 2>&1 || true
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup toolchain)"; exit 1; }
