@@ -16,6 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::query::Match;
 
+/// The largest `--lines` journalctl takes (it parses a signed 32-bit count); more is
+/// the same as all.
+const MAX_LINES: u64 = 2_147_483_647;
+
 /// How much of a failed journalctl's stderr is kept for the error.
 const STDERR_KEEP: u64 = 4096;
 
@@ -207,7 +211,7 @@ impl Journal {
                     args.push("--no-tail".to_owned());
                 }
             }
-            Start::Tail(n) => args.push(format!("--lines={n}")),
+            Start::Tail(n) => args.push(format!("--lines={}", (*n).min(MAX_LINES))),
             Start::At(c) => args.push(format!("--cursor={c}")),
             Start::After(c) => args.push(format!("--after-cursor={c}")),
         }
