@@ -7,6 +7,7 @@
 mod common;
 
 use basalt_logs::testing::TestEntry;
+use basalt_logs::{LogsConfig, LogsServer};
 use basalt_master::testing::{AgentOptions, EmulatedAgent};
 use common::*;
 use serde_json::Value;
@@ -120,6 +121,37 @@ async fn node_log_leader_agent_component_json_and_follow() {
     assert_eq!(
         next,
         "Nov 14 22:13:23 node1 basalt-iam[104]: written while following"
+    );
+
+    // The log service restarts (its streams end): the CLI reconnects with
+    // Last-Event-ID and goes on with the next entry, printing nothing twice.
+    let logs = c.logs.as_mut().unwrap();
+    let addr = logs.server.addr();
+    let config = |listen| LogsConfig {
+        listen,
+        journalctl: logs.journal.journalctl().to_owned(),
+        directory: Some(logs.journal.dir().to_owned()),
+    };
+    let elsewhere = LogsServer::start(config("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    drop(std::mem::replace(&mut logs.server, elsewhere));
+    let again = wait_until("the log service back on its port", || async {
+        LogsServer::start(config(addr)).await.ok()
+    })
+    .await;
+    logs.server = again;
+    logs.journal
+        .append(&[TestEntry::new("basalt-iam.service", "after the restart")])
+        .unwrap();
+    let after = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("the line after the restart")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after,
+        "Nov 14 22:13:24 node1 basalt-iam[105]: after the restart"
     );
     child.kill().await.unwrap();
 }

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use journal::Journal;
@@ -90,6 +90,9 @@ pub struct LogsServer {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Ends the response bodies still streaming (graceful shutdown waits for requests
+    /// to finish, and a `/v1/stream/` never does).
+    stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), std::io::Error>>,
 }
 
@@ -124,7 +127,9 @@ impl LogsServer {
             source,
         })?;
         let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = watch::channel(false);
         let app = Arc::new(server::App {
+            stopped,
             journal: Journal {
                 program: config.journalctl.clone(),
                 directory: config.directory.clone(),
@@ -145,6 +150,7 @@ impl LogsServer {
             addr,
             metrics,
             shutdown: Some(tx),
+            stop,
             task,
         })
     }
@@ -171,6 +177,7 @@ impl LogsServer {
 
 impl Drop for LogsServer {
     fn drop(&mut self) {
+        let _ = self.stop.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -35,6 +35,8 @@ pub const ALLOWED_FIELDS: [&str; 9] = [
 /// What the handlers share.
 #[derive(Debug)]
 pub struct App {
+    /// Becomes `true` when the server stops: streaming bodies end.
+    pub stopped: tokio::sync::watch::Receiver<bool>,
     /// The journal.
     pub journal: Journal,
     /// Counters.
@@ -172,6 +174,7 @@ async fn read_journal(
         format,
         with_id: follow,
         metrics: app.metrics.clone(),
+        stopped: app.stopped.clone(),
         _guard: app.metrics.stream_started(),
     };
     *resp.body_mut() = Body::from_stream(futures::stream::unfold(body, next_chunk));
@@ -198,13 +201,18 @@ struct BodyState {
     format: Format,
     with_id: bool,
     metrics: Arc<Metrics>,
+    stopped: tokio::sync::watch::Receiver<bool>,
     _guard: StreamGuard,
 }
 
 async fn next_chunk(mut b: BodyState) -> Option<(Result<Bytes, std::io::Error>, BodyState)> {
     let entry = match b.first.take() {
         Some(e) => e,
-        None => match b.reader.next().await {
+        None => match tokio::select! {
+            r = b.reader.next() => r,
+            // the server stops (or is gone): end the body cleanly
+            _ = b.stopped.wait_for(|s| *s) => Ok(None),
+        } {
             Ok(Some(e)) => e,
             Ok(None) => return None,
             Err(e) => {

@@ -480,3 +480,36 @@ async fn journal_failures_are_500_and_bad_directories_refused() {
     assert_eq!(r.status(), 500);
     assert!(r.text().await.unwrap().contains("/nonexistent/journalctl"));
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_streams() {
+    let env = Env::new(journal_or_skip!("stopping_the_server_ends_open_streams")).await;
+    let mut r = env
+        .client
+        .get(env.url("/v1/stream/?skip_prev=1"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let got = events(&mut r, &mut buf, 1).await;
+    assert_eq!(got[0].1["fields"]["MESSAGE"], "m5");
+    let Env {
+        journal: _journal,
+        server,
+        ..
+    } = env;
+    let metrics = server.metrics().clone();
+    drop(server);
+    // the body ends cleanly (no error), and its journalctl is gone
+    let end = tokio::time::timeout(DEADLINE, r.chunk())
+        .await
+        .expect("the stream to end")
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    wait_until("the stream's journalctl to be dropped", || {
+        let m = metrics.clone();
+        async move { (m.streams_active() == 0).then_some(()) }
+    })
+    .await;
+}
