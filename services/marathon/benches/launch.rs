@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use basalt_marathon::server::{MarathonConfig, start};
+use basalt_master::MasterConfig;
 use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
 use basalt_mesos::{FrameworkId, TaskId, TaskState};
 use serde_json::{Value, json};
@@ -30,10 +31,17 @@ async fn run() {
     let per_app = env("MARATHON_BENCH_INSTANCES", 10);
     let total = n_apps * per_app;
     let Some(cluster) = Cluster::start(1, 1, |c| {
-        // 1,000 in-process agents on a small machine: generous liveness timeouts.
+        // The master runs with its production timings (the harness's are shortened for
+        // fast failover tests: a 300 ms status resend would flood the scheduler with
+        // duplicates at this scale), and generous liveness timeouts for 1,000
+        // in-process agents on a small machine.
+        let prod = MasterConfig::new(c.store.clone());
+        c.election_ttl = prod.election_ttl;
+        c.tick = prod.tick;
+        c.status_retry_initial = prod.status_retry_initial;
+        c.heartbeat_interval = prod.heartbeat_interval;
         c.agent_ping_timeout = Duration::from_secs(5);
         c.max_agent_ping_timeouts = 10;
-        c.heartbeat_interval = Duration::from_secs(1);
     })
     .await
     .unwrap() else {
@@ -106,10 +114,10 @@ async fn run() {
                 let staged: Vec<(Arc<EmulatedAgent>, TaskId)> = agents
                     .iter()
                     .flat_map(|a| {
-                        a.tasks()
+                        a.task_states()
                             .into_iter()
-                            .filter(|t| t.status.state == TaskState::Staging)
-                            .map(|t| (a.clone(), t.task.task_id))
+                            .filter(|(_, s)| *s == TaskState::Staging)
+                            .map(|(t, _)| (a.clone(), t))
                             .collect::<Vec<_>>()
                     })
                     .filter(|(_, t)| !reported.contains(&t.value))
@@ -146,8 +154,8 @@ async fn run() {
     let on_agents = loop {
         let running = agents
             .iter()
-            .flat_map(|a| a.tasks())
-            .filter(|t| t.status.state == TaskState::Running)
+            .flat_map(|a| a.task_states())
+            .filter(|(_, s)| *s == TaskState::Running)
             .count();
         if running >= total {
             break t0.elapsed();

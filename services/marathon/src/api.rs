@@ -391,7 +391,7 @@ async fn list_apps(State(s): State<ApiState>, Query(q): Q) -> Result<Response, A
         by_app.entry(i.app_id.as_str()).or_default().push(i);
     }
     let mut deps_by_app: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for d in &deployments {
+    for d in deployments.iter() {
         for a in &d.affected_apps {
             deps_by_app
                 .entry(a.as_str())
@@ -536,15 +536,19 @@ async fn one_app_info(s: &ApiState, id: &str, embed: &[String]) -> Result<Json, 
         return Err(ApiError::unknown_app(id));
     };
     let instances = s.core.repo().instances().await?;
-    let mine: Vec<&Instance> = instances.iter().filter(|i| i.app_id == id).collect();
+    let mine: Vec<&Instance> = instances
+        .iter()
+        .filter(|i| i.app_id == id)
+        .map(|i| &**i)
+        .collect();
     let deps: Vec<String> = s
         .core
         .repo()
         .deployments()
         .await?
-        .into_iter()
+        .iter()
         .filter(|d| d.affected_apps.iter().any(|a| a == id))
-        .map(|d| d.id)
+        .map(|d| d.id.clone())
         .collect();
     let mut embed = embed.to_vec();
     embed.extend(["tasks".to_string(), "lastTaskFailure".to_string()]);
@@ -704,7 +708,7 @@ async fn app_delete(
                 .into_iter()
                 .filter(|i| i.app_id == id && !i.is_terminal())
                 .filter(|i| host.as_ref().is_none_or(|h| &i.host == h))
-                .map(|i| i.task_id)
+                .map(|i| i.task_id.clone())
                 .collect();
             kill_response(&s, &ids, &q, false).await
         }
@@ -1172,6 +1176,7 @@ async fn pod_instances(s: &ApiState, id: &str) -> Result<Vec<Instance>, ApiError
         .await?
         .into_iter()
         .filter(|i| i.app_id == id)
+        .map(|i| (*i).clone())
         .collect())
 }
 
@@ -1247,7 +1252,11 @@ async fn pods_get(
         let out: Vec<Json> = pods
             .values()
             .map(|p| {
-                let mine: Vec<&Instance> = instances.iter().filter(|i| i.app_id == p.id).collect();
+                let mine: Vec<&Instance> = instances
+                    .iter()
+                    .filter(|i| i.app_id == p.id)
+                    .map(|i| &**i)
+                    .collect();
                 crate::pod::pod_status(p, &mine)
             })
             .collect();

@@ -398,8 +398,9 @@ impl Core {
             .repo()
             .deployments()
             .await?
-            .into_iter()
+            .iter()
             .filter(|d| d.affected_apps.iter().any(|a| app_ids.contains(a)))
+            .cloned()
             .collect())
     }
 
@@ -751,7 +752,7 @@ impl Core {
     ) -> Result<Option<Change>, ApiError> {
         let _w = self.inner.write.lock().await;
         let all = self.repo().deployments().await?;
-        let Some(d) = all.into_iter().find(|d| d.id == id) else {
+        let Some(d) = all.iter().find(|d| d.id == id).cloned() else {
             return Err(ApiError::message(
                 StatusCode::NOT_FOUND,
                 format!("DeploymentPlan {id} does not exist"),
@@ -822,6 +823,7 @@ impl Core {
         let chosen: Vec<Instance> = instances
             .into_iter()
             .filter(|i| task_ids.contains(&i.task_id) || task_ids.contains(&i.instance_id))
+            .map(|i| (*i).clone())
             .collect();
         let mut killed = Vec::new();
         for mut i in chosen.clone() {
@@ -995,7 +997,7 @@ impl Core {
         // What the deployments say, per app (computed once, not per app).
         let mut restarts: HashMap<&str, u32> = HashMap::new();
         let mut waiting: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for d in &deployments {
+        for d in deployments.iter() {
             let current: std::collections::HashSet<&str> =
                 d.current_actions().iter().map(|a| a.app.as_str()).collect();
             for a in d.current_actions() {
@@ -1074,14 +1076,17 @@ impl Core {
         let _w = self.inner.write.lock().await;
         let mut to_kill: Vec<Instance> = Vec::new();
         let apps = self.specs().await?;
-        for mut d in self.repo().deployments().await? {
-            let mut progressed = false;
-            while let Some(step) = d.steps.get(d.step_index).cloned() {
-                let instances = self.repo().instances().await?;
-                let mut by_app: HashMap<&str, Vec<&Instance>> = HashMap::new();
-                for i in &instances {
-                    by_app.entry(i.app_id.as_str()).or_default().push(i);
-                }
+        // Nothing below changes an instance before every deployment has been looked at:
+        // one snapshot, grouped by app once (a group deployment of 1,000 apps is 1,000
+        // deployments, so a per-deployment scan would be quadratic).
+        let instances = self.repo().instances().await?;
+        let mut by_app: HashMap<&str, Vec<&Instance>> = HashMap::new();
+        for i in &instances {
+            by_app.entry(i.app_id.as_str()).or_default().push(i);
+        }
+        for current in self.repo().deployments().await?.iter() {
+            let mut step_index = current.step_index;
+            while let Some(step) = current.steps.get(step_index) {
                 let mut all_done = true;
                 let now = crate::time::now_millis();
                 for a in &step.actions {
@@ -1106,13 +1111,19 @@ impl Core {
                 if !all_done {
                     break;
                 }
-                d.step_index += 1;
-                progressed = true;
+                step_index += 1;
                 self.events().publish(
                     "deployment_step_success",
-                    json!({"plan": plan_json(&d), "currentStep": step_json(Some(&step))}),
+                    json!({"plan": plan_json(current), "currentStep": step_json(Some(step))}),
                 );
             }
+            if step_index == current.step_index {
+                continue;
+            }
+            let d = Deployment {
+                step_index,
+                ..current.clone()
+            };
             if d.step_index >= d.steps.len() {
                 self.repo().delete_deployment(&d.id).await?;
                 tracing::info!(deployment = %d.id, "deployment finished");
@@ -1120,7 +1131,7 @@ impl Core {
                     "deployment_success",
                     json!({"id": d.id, "plan": plan_json(&d)}),
                 );
-            } else if progressed {
+            } else {
                 self.repo().put_deployment(&d).await?;
             }
         }
@@ -1129,15 +1140,9 @@ impl Core {
         // has more active instances than wanted (an unreachable instance came back
         // after its replacement started) loses the surplus per `killSelection`.
         let now = crate::time::now_millis();
-        let deploying: std::collections::BTreeSet<String> = self
-            .repo()
-            .deployments()
-            .await?
-            .into_iter()
-            .flat_map(|d| d.affected_apps)
-            .collect();
-        let mut active: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-        for i in self.repo().instances().await? {
+        let deploying = self.repo().deploying_apps().await?;
+        let mut active: BTreeMap<String, Vec<&Instance>> = BTreeMap::new();
+        for i in &instances {
             let app = apps.get(&i.app_id);
             if i.is_terminal() {
                 continue;
@@ -1160,7 +1165,7 @@ impl Core {
             if (app.is_none() || i.killing)
                 && !to_kill.iter().any(|x| x.instance_id == i.instance_id)
             {
-                to_kill.push(i);
+                to_kill.push(Instance::clone(i));
                 continue;
             }
             if !i.killing && !i.is_inactive(strategy, now) && !deploying.contains(&i.app_id) {
@@ -1186,7 +1191,7 @@ impl Core {
             for id in kill_order(&views, want, app.kill_selection) {
                 if let Some(i) = list.iter().find(|i| i.instance_id == id) {
                     tracing::info!(task = %i.task_id, app = %app_id, "killing surplus instance");
-                    to_kill.push(i.clone());
+                    to_kill.push(Instance::clone(i));
                 }
             }
         }

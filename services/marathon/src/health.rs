@@ -90,11 +90,14 @@ async fn round(
     }
     let now = crate::time::now_millis();
     let instances = core.repo().instances().await?;
-    tracks.retain(|id, _| instances.iter().any(|i| &i.instance_id == id));
-    for mut inst in instances {
+    let ids: std::collections::HashSet<&str> =
+        instances.iter().map(|i| i.instance_id.as_str()).collect();
+    tracks.retain(|id, _| ids.contains(id.as_str()));
+    for inst in &instances {
         if inst.state != "TASK_RUNNING" || inst.killing {
             continue;
         }
+        let mut inst = Instance::clone(inst);
         let Some(app) = apps.get(&inst.app_id) else {
             continue;
         };

@@ -96,21 +96,18 @@ async fn round(
     if !apps.values().any(|a| !a.readiness_checks.is_empty()) {
         return Ok(());
     }
-    let deploying: BTreeSet<String> = core
-        .repo()
-        .deployments()
-        .await?
-        .into_iter()
-        .flat_map(|d| d.affected_apps)
-        .collect();
+    let deploying: BTreeSet<String> = core.repo().deploying_apps().await?;
     let instances = core.repo().instances().await?;
-    next.retain(|id, _| instances.iter().any(|i| &i.task_id == id));
-    core.retain_readiness(|task| instances.iter().any(|i| i.task_id == task));
+    let tasks: std::collections::HashSet<&str> =
+        instances.iter().map(|i| i.task_id.as_str()).collect();
+    next.retain(|id, _| tasks.contains(id.as_str()));
+    core.retain_readiness(|task| tasks.contains(task));
     let now = crate::time::now_millis();
-    for mut inst in instances {
+    for inst in &instances {
         if inst.ready || inst.killing || inst.state != "TASK_RUNNING" {
             continue;
         }
+        let mut inst = Instance::clone(inst);
         if !deploying.contains(&inst.app_id) {
             continue;
         }

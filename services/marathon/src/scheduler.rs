@@ -248,28 +248,41 @@ async fn session(
         stream_id,
         framework_id: stored.unwrap_or_default(),
     };
+    // The stream is read by its own task into a channel: hyper reads the next chunk
+    // from the socket only while the body is polled, so a loop that reads one chunk and
+    // then handles it sees one event per round trip. With a reader running ahead,
+    // whatever arrived while a batch was handled is taken at once.
+    let (chunks_tx, mut chunks) = mpsc::unbounded_channel();
     let mut body = resp.bytes_stream();
+    let _reader = crate::server::AbortOnDrop(tokio::spawn(async move {
+        while let Some(c) = body.next().await {
+            if chunks_tx.send(c.map_err(|e| e.to_string())).is_err() {
+                return;
+            }
+        }
+    }));
     let mut rio = Decoder::new();
     let mut heartbeat = Duration::from_secs(15);
     let mut suppressed = false;
     loop {
         tokio::select! {
-            chunk = tokio::time::timeout(heartbeat * 5, body.next()) => {
+            chunk = tokio::time::timeout(heartbeat * 5, chunks.recv()) => {
                 let chunk = match chunk {
                     Err(_) => return Err(err("missed heartbeats".into())),
                     Ok(None) => return Err(err("stream closed".into())),
-                    Ok(Some(Err(e))) => return Err(err(e.to_string())),
+                    Ok(Some(Err(e))) => return Err(err(e)),
                     Ok(Some(Ok(c))) => c,
                 };
                 rio.feed(&chunk);
                 // Take whatever else has arrived already: under load, updates are
                 // handled in batches instead of one round trip each.
                 let mut ended = false;
-                while let Some(next) = futures::FutureExt::now_or_never(body.next()) {
-                    match next {
-                        Some(Ok(c)) => rio.feed(&c),
-                        Some(Err(e)) => return Err(err(e.to_string())),
-                        None => {
+                loop {
+                    match chunks.try_recv() {
+                        Ok(Ok(c)) => rio.feed(&c),
+                        Ok(Err(e)) => return Err(err(e)),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
                             ended = true;
                             break;
                         }
@@ -372,7 +385,7 @@ async fn handle_offers(
     let mut demand = core.launch_demand().await?;
     let apps = core.specs().await?;
     let pods = core.pods().await?;
-    let mut live: Vec<Instance> = core
+    let mut live: Vec<std::sync::Arc<Instance>> = core
         .repo()
         .instances()
         .await?
@@ -381,13 +394,7 @@ async fn handle_offers(
         .collect();
     let now = crate::time::now_millis();
     // Launches for apps no deployment works on are replacements: rate-limited.
-    let deploying: BTreeSet<String> = core
-        .repo()
-        .deployments()
-        .await?
-        .into_iter()
-        .flat_map(|d| d.affected_apps)
-        .collect();
+    let deploying: BTreeSet<String> = core.repo().deploying_apps().await?;
     let mut by_app: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (n, i) in live.iter().enumerate() {
         by_app.entry(i.app_id.clone()).or_default().push(n);
@@ -418,7 +425,11 @@ async fn handle_offers(
             while *n > 0 {
                 let placed: Vec<&Instance> = by_app
                     .get(app_id)
-                    .map(|v| v.iter().filter_map(|k| live.get(*k)).collect())
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|k| live.get(*k).map(|i| &**i))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let Ok(p) = match_offer(app, &view, &placed, &used, &used_ports) else {
                     break;
@@ -471,7 +482,7 @@ async fn handle_offers(
                     containers,
                 };
                 by_app.entry(app_id.clone()).or_default().push(live.len());
-                live.push(inst.clone());
+                live.push(std::sync::Arc::new(inst.clone()));
                 match pod {
                     Some(pod) => {
                         let op = crate::pod::launch_group(pod, &inst, &conn.framework_id, &p.role);
@@ -728,9 +739,11 @@ pub fn task_info(app: &AppDefinition, inst: &Instance, role: &str) -> Json {
     ti
 }
 
-/// Handles status updates that arrived together: acknowledges them concurrently,
-/// applies them in order, and writes the changed instances in as few transactions as
-/// etcd allows.
+/// Handles status updates that arrived together: applies them in order, writes the
+/// changed instances in as few transactions as etcd allows, and only then acknowledges
+/// them (concurrently) — an update acknowledged before it is stored would be lost if
+/// this leader died in between. A resend of a status the instance already has (the
+/// master resends until acknowledged) is acknowledged without a write or an event.
 async fn handle_updates(
     core: &Core,
     conn: &Conn,
@@ -745,14 +758,6 @@ async fn handle_updates(
             })
         })
         .collect();
-    let results: Vec<Result<(), MarathonError>> =
-        futures::stream::iter(acks.into_iter().map(|a| conn.call("ACKNOWLEDGE", a)))
-            .buffer_unordered(32)
-            .collect()
-            .await;
-    for r in results {
-        r?;
-    }
     // Changed instances by (app, instance), and which task ids they hold.
     let mut pending: BTreeMap<(String, String), (Instance, bool)> = BTreeMap::new();
     let mut by_task: std::collections::HashMap<String, (String, String)> =
@@ -780,6 +785,9 @@ async fn handle_updates(
             }
             continue;
         };
+        if already_applied(&inst, status) {
+            continue;
+        }
         let terminal = apply_status(core, &mut inst, status).await?;
         let key = (inst.app_id.clone(), inst.instance_id.clone());
         by_task.insert(inst.task_id.clone(), key.clone());
@@ -804,8 +812,33 @@ async fn handle_updates(
         written = puts.len() + deletes.len(),
         "status updates applied"
     );
-    core.notify();
-    Ok(())
+    if !pending.is_empty() {
+        core.notify();
+    }
+    let results: Vec<Result<(), MarathonError>> =
+        futures::stream::iter(acks.into_iter().map(|a| conn.call("ACKNOWLEDGE", a)))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
+/// Whether `status` says nothing the instance does not already record (a resend).
+fn already_applied(inst: &Instance, status: &TaskStatus) -> bool {
+    let state = status.state.as_str();
+    let healthy_same = status.healthy.is_none_or(|h| inst.healthy == Some(h));
+    if inst.containers.is_empty() {
+        inst.task_id == status.task_id.value
+            && inst.state == state
+            && healthy_same
+            && inst.message == status.message
+    } else {
+        inst.containers.iter().any(|c| {
+            c.task_id == status.task_id.value
+                && c.state == state
+                && status.healthy.is_none_or(|h| c.healthy == Some(h))
+        })
+    }
 }
 
 /// Applies one status to its instance (events, back-off, unreachable bookkeeping).
@@ -909,6 +942,38 @@ fn condition(state: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use basalt_mesos::TaskState;
+
+    #[test]
+    fn a_resent_status_is_recognised_and_a_new_one_is_not() {
+        let inst = Instance {
+            task_id: "web.1".into(),
+            state: "TASK_RUNNING".into(),
+            healthy: Some(true),
+            ..Instance::default()
+        };
+        let status = |state: TaskState, healthy: Option<bool>| {
+            let mut s = TaskStatus::new(basalt_mesos::TaskId::new("web.1"), state);
+            s.healthy = healthy;
+            s
+        };
+        assert!(already_applied(&inst, &status(TaskState::Running, None)));
+        assert!(already_applied(
+            &inst,
+            &status(TaskState::Running, Some(true))
+        ));
+        assert!(!already_applied(
+            &inst,
+            &status(TaskState::Running, Some(false))
+        ));
+        assert!(!already_applied(&inst, &status(TaskState::Killed, None)));
+        let mut with_message = status(TaskState::Running, None);
+        with_message.message = Some("health check passed".into());
+        assert!(!already_applied(&inst, &with_message));
+        let mut other_task = status(TaskState::Running, None);
+        other_task.task_id = basalt_mesos::TaskId::new("web.2");
+        assert!(!already_applied(&inst, &other_task));
+    }
 
     #[test]
     fn task_info_is_marathon_shaped() {

@@ -211,7 +211,7 @@ async fn lead(core: Core, master: String, fid: watch::Sender<Option<String>>) {
 }
 
 /// Aborts a task when dropped (leader duties end with the leadership).
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,7 +1,7 @@
 //! The etcd repository: apps, every app version, deployments, instances and the
 //! framework id (layout in the crate docs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use basalt_store::{Key, Prefix, Store, Versioned};
@@ -251,7 +251,7 @@ type DeploymentCache = (u64, Option<Arc<Vec<Deployment>>>);
 struct InstanceCache {
     loaded: bool,
     generation: u64,
-    by_key: BTreeMap<InstanceKey, Instance>,
+    by_key: BTreeMap<InstanceKey, Arc<Instance>>,
     by_task: HashMap<String, InstanceKey>,
 }
 
@@ -264,7 +264,7 @@ impl InstanceCache {
             for c in &i.containers {
                 self.by_task.insert(c.task_id.clone(), k.clone());
             }
-            self.by_key.insert(k, i.clone());
+            self.by_key.insert(k, Arc::new(i.clone()));
         }
     }
 
@@ -560,15 +560,16 @@ impl Repo {
             .map(|v| v.value))
     }
 
-    /// Every deployment.
-    pub async fn deployments(&self) -> Result<Vec<Deployment>, MarathonError> {
+    /// Every deployment, oldest first (a shared snapshot: a group deployment carries
+    /// every app's definition twice, too much to copy on each look).
+    pub async fn deployments(&self) -> Result<Arc<Vec<Deployment>>, MarathonError> {
         let generation = {
             let c = self
                 .deployments
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(list) = &c.1 {
-                return Ok((**list).clone());
+                return Ok(list.clone());
             }
             c.0
         };
@@ -582,10 +583,21 @@ impl Repo {
             .deployments
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = Arc::new(v);
         if c.0 == generation {
-            c.1 = Some(Arc::new(v.clone()));
+            c.1 = Some(v.clone());
         }
         Ok(v)
+    }
+
+    /// The apps some deployment works on.
+    pub async fn deploying_apps(&self) -> Result<BTreeSet<String>, MarathonError> {
+        Ok(self
+            .deployments()
+            .await?
+            .iter()
+            .flat_map(|d| d.affected_apps.iter().cloned())
+            .collect())
     }
 
     /// Drops the deployment cache (before and after every deployment write).
@@ -615,8 +627,9 @@ impl Repo {
         Ok(r?)
     }
 
-    /// Every instance of every app.
-    pub async fn instances(&self) -> Result<Vec<Instance>, MarathonError> {
+    /// Every instance of every app: shared snapshots from the cache (callers that change
+    /// one clone it), so a scan of 10,000 instances copies no instance.
+    pub async fn instances(&self) -> Result<Vec<Arc<Instance>>, MarathonError> {
         let generation = {
             let c = lock_cache(&self.cache);
             if c.loaded {
@@ -625,7 +638,11 @@ impl Repo {
             c.generation
         };
         let listing = self.store.list::<Instance>(&instances_prefix()?).await?;
-        let list: Vec<Instance> = listing.items.into_iter().map(|(_, i)| i.value).collect();
+        let list: Vec<Arc<Instance>> = listing
+            .items
+            .into_iter()
+            .map(|(_, i)| Arc::new(i.value))
+            .collect();
         let mut c = lock_cache(&self.cache);
         if !c.loaded && c.generation == generation {
             c.loaded = true;
@@ -650,14 +667,15 @@ impl Repo {
                     .by_task
                     .get(task_id)
                     .and_then(|k| c.by_key.get(k))
-                    .cloned());
+                    .map(|i| (**i).clone()));
             }
         }
         Ok(self
             .instances()
             .await?
             .into_iter()
-            .find(|i| i.task_id == task_id || i.containers.iter().any(|c| c.task_id == task_id)))
+            .find(|i| i.task_id == task_id || i.containers.iter().any(|c| c.task_id == task_id))
+            .map(|i| (*i).clone()))
     }
 
     /// Writes one instance.
