@@ -224,11 +224,13 @@ impl<D: DataPath, I: VipInterface> Follower<D, I> {
             tracing::warn!(error = %e, "skipping a malformed VIP entry");
         }
         let mut errors = Vec::new();
-        let addrs = table.keys().map(|e| e.addr.ip()).collect();
-        if let Err(e) = self.iface.sync(&addrs).await {
+        // The data path first: a removed backend leaves it without waiting for the
+        // interface's `ip` commands (three process starts per sync).
+        if let Err(e) = self.datapath.apply(&table).await {
             errors.push(e.into());
         }
-        if let Err(e) = self.datapath.apply(&table).await {
+        let addrs = table.keys().map(|e| e.addr.ip()).collect();
+        if let Err(e) = self.iface.sync(&addrs).await {
             errors.push(e.into());
         }
         for p in &self.publishers {

@@ -235,20 +235,24 @@ impl<D: DataPath, I: VipInterface> Controller<D, I> {
             b.sort();
             b.dedup();
         }
+        // The agents' feed first: they apply the table to their own data paths while this
+        // node applies it here (a removed backend leaves every node sooner).
+        self.feed
+            .publish(Arc::new(feed::list_of(&out.table, &out.addresses)));
+        // The data path before the interface: a removed backend gets no new connection
+        // before the interface's `ip` commands have run.
+        if let Err(e) = self.datapath.apply(&out.table).await {
+            out.errors.push(e.into());
+        }
         let addrs: BTreeSet<IpAddr> = out.table.keys().map(|e| e.addr.ip()).collect();
         if let Err(e) = self.iface.sync(&addrs).await {
             tracing::warn!(error = %e, "VIP interface sync failed");
-            out.errors.push(e.into());
-        }
-        if let Err(e) = self.datapath.apply(&out.table).await {
             out.errors.push(e.into());
         }
         // Names last: a name never points at an address that is not served yet.
         for p in &self.publishers {
             p.publish(&out.addresses);
         }
-        self.feed
-            .publish(Arc::new(feed::list_of(&out.table, &out.addresses)));
         tracing::debug!(
             vips = out.table.len(),
             named = out.addresses.len(),
