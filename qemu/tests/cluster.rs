@@ -1,25 +1,41 @@
-//! A whole cluster in QEMU: 1 master + 1 agent booted from this repository's images with a
-//! real genconf bundle served over HTTP. Checks, in order: the supervisor verified the
-//! bundle on both nodes, a master is elected, the agent registered with its detected
-//! resources (printed, with the boot-to-registered time), etcd and the master's units are
-//! healthy (`/system/health/v1`), and a Marathon app launched through the master runs on
-//! the agent (its stdout read through the agent's `/files/read`); then the operator's
-//! path: TLS to the gateway pinned to the cluster CA, `bootstrapuser` login through IAM,
-//! 401 without a token, Marathon and the Mesos master through the gateway with it.
+//! A whole cluster in QEMU: 1 master + 2 agents booted from this repository's images with
+//! a real genconf bundle served over HTTP (one cluster per CI run: every check shares it).
+//! Checks, in order: the supervisor verified the bundle on every node, a master is
+//! elected, both agents registered with their detected resources (printed, with the
+//! boot-to-registered time), etcd and the master's units are healthy
+//! (`/system/health/v1`), and a Marathon app launched through the master runs on an
+//! agent (its stdout read through that agent's `/files/read`); then the operator's path:
+//! TLS to the gateway pinned to the cluster CA, `bootstrapuser` login through IAM, 401
+//! without a token, Marathon and the Mesos master through the gateway with it.
+//!
+//! Then, through the QEMU guest agent (commands inside the guests):
+//! - a named VIP through kernel IPVS between the two agents: a 2-instance app with a
+//!   `hostname:UNIQUE` constraint and `VIP_0: /web:80` (busybox httpd answering with its
+//!   host); from inside agent 1, `web.marathon.l4lb.thisdcos.directory` resolves (node-local
+//!   DNS) to the VIP, `ipvsadm -Ln` lists it with both backends, the l4lb logged "data
+//!   path: kernel IPVS", and repeated requests are answered by BOTH agents' instances;
+//! - the agent's `KillMode=process`: `systemctl restart basalt-agent` on agent 2 keeps its
+//!   task's process, and the agent recovers and re-registers with the task TASK_RUNNING;
+//! - a killed backend (Marathon kill with `scale=true`) leaves agent 1's IPVS set; the
+//!   time from the master's terminal task state to its removal is printed.
 //!
 //! Needs root, the image tools and qemu-system-x86_64 (scripts/setup.sh installs them);
 //! otherwise it prints why it skips. Under TCG on a 2-core machine, boot takes minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use basalt_nodeimg::{BuildOptions, Role, required_tools};
-use basalt_qemu::cluster::{Cluster, ClusterSpec, default_images_dir, stage_basaltd};
+use basalt_qemu::cluster::{Cluster, ClusterNode, ClusterSpec, default_images_dir, stage_basaltd};
 use basalt_qemu::http::{get_json, request};
 use basalt_qemu::{QEMU, have_program, target_dir, wait_until, workspace_dir};
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(900);
 const APP_TIMEOUT: Duration = Duration::from_secs(300);
+const AGENTS: usize = 2;
+const VIP_NAME: &str = "web.marathon.l4lb.thisdcos.directory";
 
 fn skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -45,9 +61,9 @@ fn unit_health(report: &serde_json::Value, id: &str) -> Option<i64> {
 }
 
 #[test]
-fn one_master_one_agent_cluster_runs_a_marathon_app() {
+fn one_master_two_agents_cluster_runs_apps_and_an_ipvs_vip() {
     if let Some(why) = skip_reason() {
-        println!("SKIPPED one_master_one_agent_cluster_runs_a_marathon_app: {why}");
+        println!("SKIPPED one_master_two_agents_cluster_runs_apps_and_an_ipvs_vip: {why}");
         return;
     }
     let target = target_dir();
@@ -55,7 +71,7 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
     let basaltd = stage_basaltd(&workspace_dir(), &target, &work.join("stage")).unwrap();
     let spec = ClusterSpec::new(
         1,
-        1,
+        AGENTS,
         &work,
         default_images_dir(&target),
         basaltd,
@@ -76,7 +92,7 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
         Err(e) => panic!("{e}\n{}", cluster.consoles(80)),
     };
     println!(
-        "boot-to-registered: {:.1} s ({accel:?}, 1 master + 1 agent)",
+        "boot-to-registered: {:.1} s ({accel:?}, 1 master + {AGENTS} agents)",
         registered.as_secs_f64()
     );
     for n in &cluster.nodes {
@@ -92,19 +108,25 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
         );
     }
 
-    // the agent registered with what it detected
+    // the agents registered with what they detected
     let state = cluster.master_state().unwrap();
-    let agent = &state["slaves"][0];
-    let res = &agent["resources"];
-    println!(
-        "agent {} registered: cpus {} mem {} disk {} ports {}",
-        agent["hostname"], res["cpus"], res["mem"], res["disk"], res["ports"]
-    );
-    assert_eq!(agent["hostname"], ClusterSpec::agent_ip(0).to_string());
-    assert!(res["cpus"].as_f64().unwrap() > 0.0, "{res}");
-    assert!(res["mem"].as_f64().unwrap() > 0.0, "{res}");
-    assert!(res["disk"].as_f64().unwrap() > 0.0, "{res}");
-    assert!(res["ports"].as_str().unwrap().starts_with('['), "{res}");
+    let mut hosts = BTreeSet::new();
+    for agent in state["slaves"].as_array().unwrap() {
+        let res = &agent["resources"];
+        println!(
+            "agent {} registered: cpus {} mem {} disk {} ports {}",
+            agent["hostname"], res["cpus"], res["mem"], res["disk"], res["ports"]
+        );
+        hosts.insert(agent["hostname"].as_str().unwrap().to_owned());
+        assert!(res["cpus"].as_f64().unwrap() > 0.0, "{res}");
+        assert!(res["mem"].as_f64().unwrap() > 0.0, "{res}");
+        assert!(res["disk"].as_f64().unwrap() > 0.0, "{res}");
+        assert!(res["ports"].as_str().unwrap().starts_with('['), "{res}");
+    }
+    let want: BTreeSet<String> = (0..AGENTS)
+        .map(|i| ClusterSpec::agent_ip(i).to_string())
+        .collect();
+    assert_eq!(hosts, want);
 
     // etcd and the master's components are healthy
     let master = cluster.masters().next().unwrap();
@@ -149,7 +171,11 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(60)));
-    let agent_port = cluster.agents().next().unwrap().port(5051).unwrap();
+    let hello_host = get_json(marathon, "/v2/apps/hello/tasks").unwrap()["tasks"][0]["host"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent_port = agent_at(&cluster, &hello_host).port(5051).unwrap();
     let stdout = wait_until(
         "the task's stdout through the agent's /files/read",
         Duration::from_secs(60),
@@ -218,6 +244,395 @@ fn one_master_one_agent_cluster_runs_a_marathon_app() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(slaves["slaves"].as_array().unwrap().len(), 1, "{slaves}");
+    assert_eq!(
+        slaves["slaves"].as_array().unwrap().len(),
+        AGENTS,
+        "{slaves}"
+    );
     println!("gateway: login as {uid}, 401 without a token, Marathon and Mesos with it");
+
+    guest_exec_works(&cluster);
+    let web = vip_between_two_agents(&cluster, marathon);
+    agent_restart_keeps_its_task(&cluster, &web);
+    killed_backend_leaves_ipvs(&cluster, marathon, &web);
+}
+
+/// The agent node whose cluster address is `host` (agents register with their IP).
+fn agent_at<'c>(cluster: &'c Cluster, host: &str) -> &'c ClusterNode {
+    cluster
+        .agents()
+        .find(|n| n.ip.to_string() == host)
+        .unwrap_or_else(|| panic!("no agent node with address {host}"))
+}
+
+/// Runs a shell script in `node`; panics with its output unless it exits 0.
+fn sh_ok(node: &ClusterNode, script: &str) -> String {
+    let o = node
+        .sh(script)
+        .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", node.vm.console_tail(40)));
+    assert!(
+        o.success(),
+        "{}: `{script}` exited {:?}\nstdout: {}\nstderr: {}",
+        node.name,
+        o.code,
+        o.stdout_str(),
+        o.stderr_str()
+    );
+    o.stdout_str()
+}
+
+fn guest_exec_works(cluster: &Cluster) {
+    for n in &cluster.nodes {
+        let t = n
+            .wait_guest_agent(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(40)));
+        println!(
+            "{}: guest agent answering ({:.1} s wait)",
+            n.name,
+            t.as_secs_f64()
+        );
+    }
+    let a1 = cluster.agents().next().unwrap();
+    let start = Instant::now();
+    let out = a1
+        .exec(&["/usr/sbin/ip", "-4", "-o", "addr", "show", "dev", "cl0"])
+        .unwrap();
+    let took = start.elapsed();
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout_str().contains(&format!("inet {}/", a1.ip)),
+        "{out:?}"
+    );
+    let fail = a1.sh("echo to-stderr >&2; exit 3").unwrap();
+    assert_eq!(fail.code, Some(3));
+    assert_eq!(fail.stderr_str(), "to-stderr\n");
+    let missing = a1.exec(&["/nonexistent"]).unwrap_err().to_string();
+    assert!(
+        missing.contains("a1") && missing.contains("/nonexistent"),
+        "{missing}"
+    );
+    println!(
+        "guest exec: `ip addr` on a1 in {} ms, exit codes and stderr come back, errors name node and command",
+        took.as_millis()
+    );
+}
+
+/// The /web app's tasks: host → (task id, host port).
+type WebTasks = BTreeMap<String, (String, u16)>;
+
+fn web_tasks(marathon: u16) -> Option<WebTasks> {
+    let v = get_json(marathon, "/v2/apps/web/tasks")?;
+    v["tasks"]
+        .as_array()?
+        .iter()
+        .filter(|t| t["state"].as_str().unwrap_or("TASK_RUNNING") == "TASK_RUNNING")
+        .map(|t| {
+            Some((
+                t["host"].as_str()?.to_owned(),
+                (t["id"].as_str()?.to_owned(), t["ports"][0].as_u64()? as u16),
+            ))
+        })
+        .collect()
+}
+
+/// `ipvsadm -Ln -t <vip>` inside `node`: the backends, `None` while the service is absent.
+fn ipvs_backends(node: &ClusterNode, vip: SocketAddr) -> Option<BTreeSet<SocketAddr>> {
+    let o = node
+        .exec(&["/usr/sbin/ipvsadm", "-Ln", "-t", &vip.to_string()])
+        .ok()?;
+    o.success().then(|| {
+        o.stdout_str()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("->"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    })
+}
+
+/// `n` requests to `url` from inside `node` (busybox wget): the answers, counted.
+fn spread(node: &ClusterNode, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let out = sh_ok(
+        node,
+        &format!(
+            // (busybox 1.35's wget crashes on -T: coreutils' timeout bounds each request)
+            "for i in $(seq {n}); do timeout 10 /bin/busybox wget -q -O - {url} || echo FAILED; done"
+        ),
+    );
+    let mut counts = BTreeMap::new();
+    for l in out.lines() {
+        *counts.entry(l.trim().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// What the web app state is after the VIP check.
+struct Web {
+    vip: SocketAddr,
+    tasks: WebTasks,
+}
+
+fn vip_between_two_agents(cluster: &Cluster, marathon: u16) -> Web {
+    let app = r#"{"id": "/web", "instances": 2, "cpus": 0.1, "mem": 32,
+        "cmd": "mkdir -p www && echo \"web on $HOST\" > www/index.html && exec /bin/busybox httpd -f -p $PORT0 -h www",
+        "constraints": [["hostname", "UNIQUE"]],
+        "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "http", "labels": {"VIP_0": "/web:80"}}]}"#;
+    let (status, body) = request(marathon, "POST", "/v2/apps", Some(app)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let tasks = wait_until(
+        "/web running on both agents",
+        APP_TIMEOUT,
+        Duration::from_millis(500),
+        || web_tasks(marathon).filter(|t| t.len() == AGENTS),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(60)));
+    println!("/web tasks (host → id, port): {tasks:?}");
+    let a1 = cluster.agents().next().unwrap();
+    // the node-local DNS answers the VIP name with the VIP the masters allocated
+    let vip_ip = wait_until(
+        "a1 resolving the VIP name",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || {
+            let o = a1.exec(&["/usr/bin/getent", "hosts", VIP_NAME]).ok()?;
+            let first = o.stdout_str().split_whitespace().next()?.to_owned();
+            o.success().then_some(first)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(40)));
+    let vips = sh_ok(
+        a1,
+        "timeout 10 /bin/busybox wget -q -O - http://192.0.2.11:62080/v1/vips",
+    );
+    assert!(vips.contains(&vip_ip), "{vip_ip} not in /v1/vips: {vips}");
+    let vip: SocketAddr = format!("{vip_ip}:80").parse().unwrap();
+    let want: BTreeSet<SocketAddr> = tasks
+        .iter()
+        .map(|(host, (_, port))| format!("{host}:{port}").parse().unwrap())
+        .collect();
+    wait_until(
+        "a1's IPVS service for the VIP with both backends",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || (ipvs_backends(a1, vip)? == want).then_some(()),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nipvsadm -Ln: {}\n{}",
+            a1.sh("/usr/sbin/ipvsadm -Ln")
+                .map(|o| o.stdout_str())
+                .unwrap_or_default(),
+            cluster.consoles(40)
+        )
+    });
+    let table = sh_ok(a1, "/usr/sbin/ipvsadm -Ln; cat /proc/net/ip_vs");
+    println!("{VIP_NAME} → {vip}; a1's IPVS:\n{table}");
+    let log = sh_ok(a1, "journalctl -u basalt-l4lb.service --no-pager -o cat");
+    assert!(log.contains("data path: kernel IPVS"), "l4lb log:\n{log}");
+    assert!(log.contains("IPVS local clients"), "l4lb log:\n{log}");
+    println!(
+        "a1's masquerade table:\n{}",
+        sh_ok(a1, "/usr/sbin/nft list table ip basalt_l4lb")
+    );
+    // both agents answer through the VIP, by name and by address
+    for url in [format!("http://{VIP_NAME}/"), format!("http://{vip}/")] {
+        let counts = spread(a1, &url, 20);
+        println!("VIP spread from a1 over 20 requests to {url}: {counts:?}");
+        assert!(!counts.contains_key("FAILED"), "{counts:?}");
+        for host in tasks.keys() {
+            assert!(
+                counts.get(&format!("web on {host}")).copied().unwrap_or(0) > 0,
+                "no answer from {host}: {counts:?}"
+            );
+        }
+    }
+    Web { vip, tasks }
+}
+
+fn agent_restart_keeps_its_task(cluster: &Cluster, web: &Web) {
+    let a2 = cluster.agents().nth(1).unwrap();
+    let (task_id, port) = &web.tasks[&a2.ip.to_string()];
+    // the task's httpd, found by its command line (its argv[0] is busybox)
+    let pid = sh_ok(
+        a2,
+        &format!(
+            "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null \
+             | grep -q '^/bin/busybox httpd -f -p {port} ' && echo ${{p#/proc/}}; done; true"
+        ),
+    )
+    .trim()
+    .to_owned();
+    assert!(
+        !pid.is_empty() && !pid.contains(char::is_whitespace),
+        "httpd pids on a2: {pid:?}"
+    );
+    let main_pid = |n: &ClusterNode| sh_ok(n, "systemctl show -p MainPID --value basalt-agent");
+    let before = main_pid(a2);
+    let state = cluster.master_state().unwrap();
+    let slave_before = state["slaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["hostname"] == a2.ip.to_string())
+        .cloned()
+        .unwrap();
+    let start = Instant::now();
+    sh_ok(a2, "systemctl restart basalt-agent");
+    let restarted = start.elapsed();
+    let after = main_pid(a2);
+    assert_ne!(
+        before.trim(),
+        after.trim(),
+        "the agent's MainPID did not change"
+    );
+    let cmdline = sh_ok(a2, &format!("tr '\\0' ' ' < /proc/{pid}/cmdline"));
+    assert!(
+        cmdline.contains(&format!("httpd -f -p {port}")),
+        "pid {pid} is now {cmdline:?}"
+    );
+    // the restarted agent recovered the task and re-registered with it
+    let agent_port = a2.port(5051).unwrap();
+    wait_until(
+        "a2's restarted agent serving the recovered task",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || {
+            let s = get_json(agent_port, "/state")?;
+            s["frameworks"]
+                .as_array()?
+                .iter()
+                .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+                .flat_map(|e| e["tasks"].as_array().cloned().unwrap_or_default())
+                .any(|t| t["id"] == task_id.as_str() && t["state"] == "TASK_RUNNING")
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\na2 agent log:\n{}",
+            a2.sh("journalctl -u basalt-agent.service --no-pager -o cat | tail -60")
+                .map(|o| o.stdout_str())
+                .unwrap_or_default()
+        )
+    });
+    let reregistered = wait_until(
+        "a2 re-registered with the master, its task TASK_RUNNING",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || {
+            let s = cluster.master_state()?;
+            let slave = s["slaves"]
+                .as_array()?
+                .iter()
+                .find(|x| x["hostname"] == a2.ip.to_string())?
+                .clone();
+            let again = slave.get("reregistered_time").filter(|t| !t.is_null())?;
+            (Some(again) != slave_before.get("reregistered_time")).then_some(())?;
+            let running = s["frameworks"]
+                .as_array()?
+                .iter()
+                .flat_map(|f| f["tasks"].as_array().cloned().unwrap_or_default())
+                .any(|t| t["id"] == task_id.as_str() && t["state"] == "TASK_RUNNING");
+            running.then_some(start.elapsed())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nmaster state: {}",
+            cluster.master_state().unwrap_or_default()
+        )
+    });
+    println!(
+        "agent restart on a2: systemctl restart took {:.1} s, httpd pid {pid} survived, \
+         re-registered with the task TASK_RUNNING {:.1} s after the restart began",
+        restarted.as_secs_f64(),
+        reregistered.as_secs_f64()
+    );
+}
+
+fn killed_backend_leaves_ipvs(cluster: &Cluster, marathon: u16, web: &Web) {
+    let a1 = cluster.agents().next().unwrap();
+    let a2 = cluster.agents().nth(1).unwrap();
+    let (task_id, port) = web.tasks[&a2.ip.to_string()].clone();
+    let gone: SocketAddr = format!("{}:{port}", a2.ip).parse().unwrap();
+    assert!(ipvs_backends(a1, web.vip).unwrap().contains(&gone));
+    let start = Instant::now();
+    let (status, body) = request(
+        marathon,
+        "DELETE",
+        &format!("/v2/apps/web/tasks/{task_id}?scale=true"),
+        None,
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    let mut ended = None;
+    let mut rounds = 0u32;
+    let removed = wait_until(
+        "the killed backend to leave a1's IPVS",
+        Duration::from_secs(120),
+        Duration::ZERO,
+        || {
+            rounds += 1;
+            if ended.is_none() {
+                let s = cluster.master_state()?;
+                let terminal = s["frameworks"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|f| {
+                        let mut all = f["tasks"].as_array().cloned().unwrap_or_default();
+                        all.extend(f["completed_tasks"].as_array().cloned().unwrap_or_default());
+                        all
+                    })
+                    .any(|t| {
+                        t["id"] == task_id.as_str()
+                            && !matches!(
+                                t["state"].as_str(),
+                                Some(
+                                    "TASK_RUNNING"
+                                        | "TASK_KILLING"
+                                        | "TASK_STAGING"
+                                        | "TASK_STARTING"
+                                )
+                            )
+                    });
+                if terminal {
+                    ended = Some(start.elapsed());
+                }
+            }
+            let b = ipvs_backends(a1, web.vip)?;
+            (!b.contains(&gone)).then(|| (start.elapsed(), b))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(40)));
+    let (removed_at, left) = removed;
+    let poll = removed_at / rounds.max(1);
+    match ended {
+        Some(ended) => println!(
+            "backend removal: task ended (master) {} ms after the kill, gone from a1's IPVS {} ms \
+             after the kill: {} ms after the task ended (one poll round ≈ {} ms)",
+            ended.as_millis(),
+            removed_at.as_millis(),
+            removed_at.saturating_sub(ended).as_millis(),
+            poll.as_millis()
+        ),
+        None => println!(
+            "backend removal: gone from a1's IPVS {} ms after the kill, before the master's \
+             state showed the task ended (one poll round ≈ {} ms)",
+            removed_at.as_millis(),
+            poll.as_millis()
+        ),
+    }
+    if let Some(ended) = ended {
+        assert!(
+            removed_at.saturating_sub(ended) < Duration::from_secs(2),
+            "the backend left IPVS {} ms after its task ended",
+            removed_at.saturating_sub(ended).as_millis()
+        );
+    }
+    assert_eq!(left.len(), 1, "{left:?}");
+    let counts = spread(a1, &format!("http://{}/", web.vip), 5);
+    assert_eq!(
+        counts,
+        BTreeMap::from([(format!("web on {}", a1.ip), 5)]),
+        "after the kill"
+    );
 }
