@@ -42,10 +42,11 @@
 //! `healthy: false`; killing tasks keep their VIP without new connections.
 //!
 //! Limits: the grace timer lives in memory (a restart restarts it); the IPVS data path
-//! is tested against the uapi byte layout here (this CI kernel has no `ip_vs`) and
-//! for real only where `tests/ipvs.rs` does not SKIP; IPVS reconciles *every* service
-//! of the network namespace; `basalt-vip` is managed with the `ip` command, not
-//! rtnetlink.
+//! is tested against the uapi byte layout here (this CI kernel has no `ip_vs`), for
+//! real where `tests/ipvs.rs` does not SKIP, and between two agents of a QEMU cluster
+//! (`qemu/tests/cluster.rs`: local clients, masquerade, backend removal); IPVS
+//! reconciles *every* service of the network namespace; `basalt-vip` is managed with
+//! the `ip` command, not rtnetlink; the masquerade rule covers `vip_range` only.
 
 pub mod allocator;
 pub mod backends;
