@@ -52,7 +52,7 @@ async fn run() {
     let t = Instant::now();
     // The agents do not auto-run their tasks: that spawns one HTTP update per task at
     // once, which with 1,000 agents in one process exhausts file descriptors. The
-    // bench reports TASK_RUNNING for them instead, 64 updates in flight at most.
+    // bench reports TASK_RUNNING for them instead, 256 updates in flight at most.
     let agents: Vec<Arc<EmulatedAgent>> = (0..n_agents)
         .map(|i| {
             let mut opts = AgentOptions::new(
@@ -132,7 +132,7 @@ async fn run() {
                         let _ = a.update(&fid, &t, TaskState::Running).await;
                     }
                 }))
-                .buffer_unordered(64)
+                .buffer_unordered(256)
                 .collect::<Vec<()>>()
                 .await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -151,12 +151,21 @@ async fn run() {
     println!("  POST /v2/groups accepted after {accepted:?}");
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut last_print = Instant::now();
+    let mut all_launched = None;
     let on_agents = loop {
-        let running = agents
+        let states: Vec<TaskState> = agents
             .iter()
             .flat_map(|a| a.task_states())
-            .filter(|(_, s)| *s == TaskState::Running)
-            .count();
+            .map(|(_, s)| s)
+            .collect();
+        if all_launched.is_none() && states.len() >= total {
+            all_launched = Some(t0.elapsed());
+            println!(
+                "  all {total} tasks launched on agents after {:?}",
+                t0.elapsed()
+            );
+        }
+        let running = states.iter().filter(|s| **s == TaskState::Running).count();
         if running >= total {
             break t0.elapsed();
         }
@@ -165,7 +174,7 @@ async fn run() {
             last_print = Instant::now();
         }
         assert!(Instant::now() < deadline, "only {running}/{total} running");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Marathon's own view: every instance TASK_RUNNING and the deployment done.
     println!("  all running on agents after {on_agents:?}");

@@ -708,6 +708,9 @@ impl Repo {
             .map(Op::Put)
             .chain(deletes.iter().map(Op::Delete))
             .collect();
+        // Callers name every instance at most once, so the chunks are independent and
+        // committed concurrently (etcd folds them into few raft rounds).
+        let mut txns = Vec::new();
         for chunk in ops.chunks(basalt_store::MAX_TXN_OPS) {
             let mut txn = self.store.txn();
             for op in chunk {
@@ -716,16 +719,25 @@ impl Repo {
                     Op::Delete((a, id)) => txn.delete(&instance_key(a, id)?),
                 };
             }
-            if !txn.is_empty() {
-                txn.commit().await?;
+            txns.push(txn.commit());
+        }
+        let results = futures::future::join_all(txns).await;
+        // What committed is cached even when another chunk failed.
+        let mut c = lock_cache(&self.cache);
+        for (chunk, r) in ops.chunks(basalt_store::MAX_TXN_OPS).zip(&results) {
+            if r.is_err() {
+                continue;
             }
-            let mut c = lock_cache(&self.cache);
             for op in chunk {
                 match op {
                     Op::Put(i) => c.put(i),
                     Op::Delete((a, id)) => c.delete(a, id),
                 }
             }
+        }
+        drop(c);
+        for r in results {
+            r?;
         }
         Ok(())
     }

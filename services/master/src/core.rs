@@ -571,28 +571,54 @@ impl Core {
         if self.poisoned || !leadership.is_leader() {
             return Err(MasterError::NotLeader);
         }
-        let mut rest = writes;
-        while !rest.is_empty() {
-            let chunk: Vec<Write> = rest.drain(..rest.len().min(100)).collect();
-            let mut txn = self.store.txn().require_leadership(&leadership);
-            for w in &chunk {
-                txn = match w {
-                    Write::Put(k, v) => txn.put(k, v),
-                    Write::Delete(k) => txn.delete(k),
-                    Write::DeletePrefix(p) => txn.delete_prefix(p),
-                };
+        // etcd allows 128 operations per transaction: larger changes go in chunks of
+        // 100. Chunks of distinct keys are committed concurrently (etcd folds
+        // concurrent proposals into one raft round and one fsync: 10,000 task records
+        // at launch take a few round trips, not 100); a change with a prefix delete
+        // or a key written twice keeps its order and goes chunk by chunk.
+        let mut keys = BTreeSet::new();
+        let independent = writes.iter().all(|w| match w {
+            Write::Put(k, _) | Write::Delete(k) => keys.insert(k.as_str()),
+            Write::DeletePrefix(_) => false,
+        });
+        let txns: Vec<_> = writes
+            .chunks(100)
+            .map(|chunk| {
+                let mut txn = self.store.txn().require_leadership(&leadership);
+                for w in chunk {
+                    txn = match w {
+                        Write::Put(k, v) => txn.put(k, v),
+                        Write::Delete(k) => txn.delete(k),
+                        Write::DeletePrefix(p) => txn.delete_prefix(p),
+                    };
+                }
+                txn
+            })
+            .collect();
+        let n = txns.len();
+        let started = Instant::now();
+        let map_err = |e| match e {
+            basalt_store::StoreError::NotLeader { .. } => MasterError::NotLeader,
+            other => MasterError::Store(other),
+        };
+        if independent {
+            futures::future::try_join_all(txns.into_iter().map(|t| t.commit()))
+                .await
+                .map_err(map_err)?;
+        } else {
+            for t in txns {
+                t.commit().await.map_err(map_err)?;
             }
-            let started = Instant::now();
-            txn.commit().await.map_err(|e| match e {
-                basalt_store::StoreError::NotLeader { .. } => MasterError::NotLeader,
-                other => MasterError::Store(other),
-            })?;
-            self.count("registrar/state_store_txns");
-            tracing::trace!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "etcd txn"
-            );
         }
+        *self
+            .counters
+            .entry("registrar/state_store_txns")
+            .or_default() += n as u64;
+        tracing::trace!(
+            txns = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "etcd txns"
+        );
         Ok(())
     }
 
