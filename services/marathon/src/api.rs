@@ -832,19 +832,25 @@ async fn delete_tasks(
 
 async fn queue(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let demand = s.core.launch_demand().await?;
-    let apps = s.core.apps().await?;
+    // Pods queue like apps (their launch demand is app-shaped), under "pod".
+    let specs = s.core.specs().await?;
+    let pods = s.core.pods().await?;
     let now = crate::time::now_millis();
     let mut out = Vec::new();
     for (id, count) in demand {
-        let Some(app) = apps.get(&id) else { continue };
+        let Some(app) = specs.get(&id) else { continue };
+        let (key, spec) = match pods.get(&id) {
+            Some(pod) => ("pod", pod.to_json()),
+            None => ("app", app.to_json()),
+        };
         let b = s.core.backoff(&id);
         let left = b.not_before_ms.saturating_sub(now) as f64 / 1000.0;
         out.push(json!({
-            "app": app.to_json(),
+            key: spec,
             "count": count,
             "delay": {"timeLeftSeconds": left.ceil() as u64, "overdue": left <= 0.0},
             "since": app.version,
-            "processedOffersSummary": {"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []},
+            "processedOffersSummary": s.core.offer_stats(|st| st.summary(&id)),
             "role": app.role.clone().unwrap_or_else(|| "*".to_string()),
         }));
     }

@@ -132,6 +132,8 @@ struct Inner {
     reschedule: std::sync::Mutex<TokenBucket>,
     /// Latest readiness check result by task id: `(app id, result JSON)`.
     readiness: std::sync::Mutex<HashMap<String, (String, Json)>>,
+    /// Offer statistics of the queued apps.
+    offers: std::sync::Mutex<crate::offers::OfferStats>,
     /// Replacement launches refused by the limit (for `/metrics`).
     throttled: std::sync::atomic::AtomicU64,
 }
@@ -182,8 +184,18 @@ impl Core {
                 )),
                 throttled: std::sync::atomic::AtomicU64::new(0),
                 readiness: std::sync::Mutex::new(HashMap::new()),
+                offers: std::sync::Mutex::new(crate::offers::OfferStats::default()),
             }),
         }
+    }
+
+    /// Reads or updates the offer statistics of the queued apps (`GET /v2/queue`).
+    pub fn offer_stats<T>(&self, f: impl FnOnce(&mut crate::offers::OfferStats) -> T) -> T {
+        f(&mut self
+            .inner
+            .offers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Every current app (cached; see [`Core::invalidate_apps`]).

@@ -47,6 +47,7 @@ pub mod core;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod offers;
 pub mod pathid;
 pub mod plan;
 pub mod pod;

@@ -393,6 +393,9 @@ async fn handle_offers(
         .filter(|i| !i.is_terminal())
         .collect();
     let now = crate::time::now_millis();
+    let stamp = crate::time::now();
+    // Statistics restart whenever an app re-enters the queue.
+    core.offer_stats(|s| s.retain_queued(|app| demand.contains_key(app)));
     // Launches for apps no deployment works on are replacements: rate-limited.
     let deploying: BTreeSet<String> = core.repo().deploying_apps().await?;
     let mut by_app: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -422,6 +425,7 @@ async fn handle_offers(
                 continue;
             }
             let healing = !deploying.contains(app_id);
+            let mut placed_here = 0usize;
             while *n > 0 {
                 let placed: Vec<&Instance> = by_app
                     .get(app_id)
@@ -431,9 +435,19 @@ async fn handle_offers(
                             .collect()
                     })
                     .unwrap_or_default();
-                let Ok(p) = match_offer(app, &view, &placed, &used, &used_ports) else {
-                    break;
+                let p = match match_offer(app, &view, &placed, &used, &used_ports) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        if placed_here == 0 {
+                            core.offer_stats(|s| s.app(app_id).unused(&agent_id, why, &stamp));
+                        }
+                        break;
+                    }
                 };
+                if placed_here == 0 {
+                    core.offer_stats(|s| s.app(app_id).used(&agent_id, &stamp));
+                }
+                placed_here += 1;
                 if healing && !core.take_reschedule_token() {
                     break;
                 }

@@ -324,15 +324,35 @@ async fn deploy_scale_restart_heal_and_events() {
         )
         .await;
     assert_eq!(s, 200);
-    wait("the 4th instance to be queued", 20, || async {
+    // The queue says why: every agent's offer failed the constraint.
+    let summary = wait("the 4th instance queued, offers declined", 30, || async {
         let (_, q) = api.send(reqwest::Method::GET, "/v2/queue", None).await;
-        q["queue"]
+        let e = q["queue"]
             .as_array()?
             .iter()
-            .find(|e| e["app"]["id"] == "/uniq" && e["count"] == 1)
-            .map(|_| ())
+            .find(|e| e["app"]["id"] == "/uniq" && e["count"] == 1)?
+            .clone();
+        let s = e["processedOffersSummary"].clone();
+        let declined = s["rejectSummaryLaunchAttempt"]
+            .as_array()?
+            .iter()
+            .find(|r| r["reason"] == "UnfulfilledConstraint")?["declined"]
+            .as_u64()?;
+        (declined >= 1).then_some(s)
     })
     .await;
+    assert!(summary["unusedOffersCount"].as_u64().unwrap() >= 1);
+    assert!(summary["lastUnusedOfferAt"].is_string());
+    let last: Vec<&Value> = summary["rejectSummaryLastOffers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["declined"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(
+        last.iter().all(|r| r["reason"] == "UnfulfilledConstraint"),
+        "only the constraint declines the 4th: {last:?}"
+    );
     assert_eq!(
         api.app("/uniq").await["tasksRunning"],
         3,
