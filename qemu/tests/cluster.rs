@@ -36,6 +36,8 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(900);
 const APP_TIMEOUT: Duration = Duration::from_secs(300);
 const AGENTS: usize = 2;
 const VIP_NAME: &str = "web.marathon.l4lb.thisdcos.directory";
+/// How long after its task ended a killed backend may stay in another agent's IPVS.
+const REMOVAL_BOUND: Duration = Duration::from_secs(5);
 
 fn skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -549,6 +551,42 @@ fn agent_restart_keeps_its_task(cluster: &Cluster, web: &Web) {
     );
 }
 
+/// Polls until `check` returns `Some`; returns it with the time since `start` and how
+/// long one check took on average (the resolution of that time).
+fn timed<T>(
+    what: &str,
+    start: Instant,
+    mut check: impl FnMut() -> Option<T>,
+) -> (T, Duration, Duration) {
+    let mut rounds = 0u32;
+    let v = wait_until(what, Duration::from_secs(120), Duration::ZERO, || {
+        rounds += 1;
+        check()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let at = start.elapsed();
+    (v, at, at / rounds.max(1))
+}
+
+fn task_ended(state: &serde_json::Value, task_id: &str) -> bool {
+    state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| {
+            let mut all = f["tasks"].as_array().cloned().unwrap_or_default();
+            all.extend(f["completed_tasks"].as_array().cloned().unwrap_or_default());
+            all
+        })
+        .any(|t| {
+            t["id"] == task_id
+                && !matches!(
+                    t["state"].as_str(),
+                    Some("TASK_RUNNING" | "TASK_KILLING" | "TASK_STAGING" | "TASK_STARTING")
+                )
+        })
+}
+
 fn killed_backend_leaves_ipvs(cluster: &Cluster, marathon: u16, web: &Web) {
     let a1 = cluster.agents().next().unwrap();
     let a2 = cluster.agents().nth(1).unwrap();
@@ -564,70 +602,37 @@ fn killed_backend_leaves_ipvs(cluster: &Cluster, marathon: u16, web: &Web) {
     )
     .unwrap();
     assert!((200..300).contains(&status), "{status} {body}");
-    let mut ended = None;
-    let mut rounds = 0u32;
-    let removed = wait_until(
-        "the killed backend to leave a1's IPVS",
-        Duration::from_secs(120),
-        Duration::ZERO,
-        || {
-            rounds += 1;
-            if ended.is_none() {
-                let s = cluster.master_state()?;
-                let terminal = s["frameworks"]
-                    .as_array()?
-                    .iter()
-                    .flat_map(|f| {
-                        let mut all = f["tasks"].as_array().cloned().unwrap_or_default();
-                        all.extend(f["completed_tasks"].as_array().cloned().unwrap_or_default());
-                        all
-                    })
-                    .any(|t| {
-                        t["id"] == task_id.as_str()
-                            && !matches!(
-                                t["state"].as_str(),
-                                Some(
-                                    "TASK_RUNNING"
-                                        | "TASK_KILLING"
-                                        | "TASK_STAGING"
-                                        | "TASK_STARTING"
-                                )
-                            )
-                    });
-                if terminal {
-                    ended = Some(start.elapsed());
-                }
-            }
-            let b = ipvs_backends(a1, web.vip)?;
-            (!b.contains(&gone)).then(|| (start.elapsed(), b))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(40)));
-    let (removed_at, left) = removed;
-    let poll = removed_at / rounds.max(1);
-    match ended {
-        Some(ended) => println!(
-            "backend removal: task ended (master) {} ms after the kill, gone from a1's IPVS {} ms \
-             after the kill: {} ms after the task ended (one poll round ≈ {} ms)",
-            ended.as_millis(),
-            removed_at.as_millis(),
-            removed_at.saturating_sub(ended).as_millis(),
-            poll.as_millis()
-        ),
-        None => println!(
-            "backend removal: gone from a1's IPVS {} ms after the kill, before the master's \
-             state showed the task ended (one poll round ≈ {} ms)",
-            removed_at.as_millis(),
-            poll.as_millis()
-        ),
-    }
-    if let Some(ended) = ended {
-        assert!(
-            removed_at.saturating_sub(ended) < Duration::from_secs(2),
-            "the backend left IPVS {} ms after its task ended",
-            removed_at.saturating_sub(ended).as_millis()
-        );
-    }
+    // Two pollers side by side, so each time's resolution is one round of its own poll:
+    // the master's state over HTTP, and a1's IPVS table through guest exec.
+    let ((left, removed, removed_res), ended, ended_res) = std::thread::scope(|s| {
+        let ipvs = s.spawn(|| {
+            timed("the killed backend to leave a1's IPVS", start, || {
+                ipvs_backends(a1, web.vip).filter(|b| !b.contains(&gone))
+            })
+        });
+        let ((), ended, ended_res) = timed("the master showing the task ended", start, || {
+            task_ended(&cluster.master_state()?, &task_id).then_some(())
+        });
+        (ipvs.join().unwrap(), ended, ended_res)
+    });
+    println!(
+        "backend removal: the master showed the task ended {} ms after the kill (±{} ms), \
+         it left a1's IPVS {} ms after the kill (±{} ms): {} ms after the task ended",
+        ended.as_millis(),
+        ended_res.as_millis(),
+        removed.as_millis(),
+        removed_res.as_millis(),
+        removed.as_millis() as i128 - ended.as_millis() as i128
+    );
+    // Event-driven all the way (etcd watch → /master/state fetch → feed long-poll →
+    // netlink), no timer: under TCG the /master/state fetches of a debug master dominate
+    // (0.85-2.2 s measured on a 2-core host with 3 guests); the bound catches a fall back
+    // to polling or a held feed, the printed figure is the measurement.
+    assert!(
+        removed.saturating_sub(ended) < REMOVAL_BOUND,
+        "the backend left IPVS {} ms after its task ended",
+        removed.saturating_sub(ended).as_millis()
+    );
     assert_eq!(left.len(), 1, "{left:?}");
     let counts = spread(a1, &format!("http://{}/", web.vip), 5);
     assert_eq!(
