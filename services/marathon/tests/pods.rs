@@ -320,20 +320,24 @@ async fn pods_launch_as_task_groups_and_round_trip() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    wait("the stuck pod queued with constraint declines", 30, || async {
-        let (_, q) = get("/v2/queue".into()).await;
-        let e = q["queue"]
-            .as_array()?
-            .iter()
-            .find(|e| e["pod"]["id"] == "/stuck" && e["count"] == 1)?
-            .clone();
-        let declined = e["processedOffersSummary"]["rejectSummaryLaunchAttempt"]
-            .as_array()?
-            .iter()
-            .find(|r| r["reason"] == "UnfulfilledConstraint")?["declined"]
-            .as_u64()?;
-        (declined >= 1 && e.get("app").is_none()).then_some(())
-    })
+    wait(
+        "the stuck pod queued with constraint declines",
+        30,
+        || async {
+            let (_, q) = get("/v2/queue".into()).await;
+            let e = q["queue"]
+                .as_array()?
+                .iter()
+                .find(|e| e["pod"]["id"] == "/stuck" && e["count"] == 1)?
+                .clone();
+            let declined = e["processedOffersSummary"]["rejectSummaryLaunchAttempt"]
+                .as_array()?
+                .iter()
+                .find(|r| r["reason"] == "UnfulfilledConstraint")?["declined"]
+                .as_u64()?;
+            (declined >= 1 && e.get("app").is_none()).then_some(())
+        },
+    )
     .await;
     assert_eq!(running_tasks(), 0);
     drop(m);
