@@ -7,8 +7,8 @@
 mod common;
 
 use basalt_gateway::{GatewayConfig, GatewayServer};
+use basalt_logs::LogsServer;
 use basalt_logs::testing::{TestEntry, TestJournal};
-use basalt_logs::{LogsConfig, LogsServer};
 use basalt_store::Election;
 use common::*;
 use reqwest::Method;
@@ -44,13 +44,7 @@ async fn logs_through_master_and_agent_gateways_with_auth() {
             TestEntry::new("basalt-gateway.service", "g2"),
         ])
         .unwrap();
-    let logs = LogsServer::start(LogsConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        journalctl: journal.journalctl().to_owned(),
-        directory: Some(journal.dir().to_owned()),
-    })
-    .await
-    .unwrap();
+    let logs = LogsServer::start(journal.config()).await.unwrap();
 
     // The agent's gateway (61001 in a cluster): no auth, its /system/v1/logs.
     let mut acfg = GatewayConfig::agent();

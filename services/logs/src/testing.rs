@@ -89,6 +89,15 @@ impl TestJournal {
         &self.journalctl
     }
 
+    /// A log service configuration reading this journal, on a free loopback port.
+    pub fn config(&self) -> crate::LogsConfig {
+        crate::LogsConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            journalctl: self.journalctl.clone(),
+            directory: Some(self.dir().to_owned()),
+        }
+    }
+
     /// Entries written so far.
     pub fn len(&self) -> u64 {
         self.written
