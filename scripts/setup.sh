@@ -15,7 +15,8 @@ set -euo pipefail
 #                      their tests (a real local registry, a static busybox rootfs)
 #   python3-minimal    the agent's pod and health-check tests (a loopback HTTP server task)
 #   systemd-journal-remote  basalt-logs' tests write real journal files with it (journalctl reads them)
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl openssl crun docker-registry busybox-static python3-minimal systemd-journal-remote)
+#   python3-venv       the venv for the real DC/OS CLI (scripts/dcos-cli.sh, cli/tests/dcos_cli.rs)
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server systemd iproute2 ca-certificates mmdebstrap erofs-utils squashfs-tools cryptsetup-bin fdisk dosfstools mtools qemu-utils ovmf curl openssl crun docker-registry busybox-static python3-minimal python3-venv systemd-journal-remote)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -46,6 +47,15 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
   # systemd-journal-remote is only a tool for the tests, never a listening service here.
   systemctl disable --now systemd-journal-remote.socket >/dev/null 2>&1 || true
+fi
+
+# The real open-source DC/OS CLI (PyPI dcoscli 0.6.1) in a cached venv, for
+# cli/tests/dcos_cli.rs; a few seconds the first time, nothing after. Without PyPI the
+# test prints SKIPPED rather than failing the whole setup.
+if ! dcos_bin="$(bash "$(dirname "$0")/dcos-cli.sh")"; then
+  echo "setup: WARNING: the DC/OS CLI venv could not be installed; cli/tests/dcos_cli.rs will be SKIPPED"
+else
+  echo "setup: DC/OS CLI at $dcos_bin"
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup toolchain)"; exit 1; }

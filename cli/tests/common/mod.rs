@@ -4,7 +4,8 @@
 //! (auth on, superuser `admin`), the real Marathon, and the real gateway over TLS with
 //! a certificate from a throwaway cluster CA, the real log service (basalt-logs) over a
 //! real journal (written with systemd-journal-remote) behind it and behind a real agent
-//! gateway. The `basalt` binary runs as a child process with `BASALT_DIR` set to a
+//! gateway, and the real DNS service (basalt-dns, following the master through etcd) as
+//! the gateway's `/mesos_dns`. The `basalt` binary runs as a child process with `BASALT_DIR` set to a
 //! temporary folder.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,7 +25,8 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 pub const ADMIN: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
-pub const CLUSTER_ID: &str = "cli-test-cluster";
+/// A UUID v4 like the ids genconf makes (the DC/OS CLI only lists clusters named so).
+pub const CLUSTER_ID: &str = "5b7f3c1e-2a4d-4e6f-8a9b-0c1d2e3f4a5b";
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Which agents the cluster gets.
@@ -61,6 +63,9 @@ pub struct TestCluster {
     pub real: Option<basalt_agent::daemon::AgentDaemon>,
     pub iam: IamServer<EtcdIamStore>,
     pub marathon: MarathonHandle,
+    /// Mesos-DNS's HTTP API behind the gateway's `/mesos_dns` (`dcos node` asks it for
+    /// `master.mesos`).
+    pub dns: basalt_dns::Service,
     pub gw: GatewayServer,
     pub ca: TestCa,
     pub key_pem: String,
@@ -296,6 +301,24 @@ impl TestCluster {
             .await
             .unwrap();
 
+        let masters = master.addresses();
+        let dns = basalt_dns::Service::start(
+            basalt_dns::DnsConfig {
+                listen: vec!["127.0.0.1:0".parse().unwrap()],
+                http_listen: Some("127.0.0.1:0".parse().unwrap()),
+                external_on: false,
+                masters: masters.clone(),
+                ..basalt_dns::DnsConfig::default()
+            },
+            basalt_dns::EtcdWatchSource::new(
+                master.etcd.store(),
+                basalt_dns::MasterEndpoints::from_masters(&masters),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
         let ca = TestCa::new("basalt cli test CA").unwrap();
         let (cert, key) = ca.issue("gateway").unwrap();
         let mut config = GatewayConfig {
@@ -313,6 +336,7 @@ impl TestCluster {
         };
         config.upstreams.iam = iam.addr().to_string();
         config.upstreams.marathon = marathon.addr.to_string();
+        config.upstreams.mesos_dns = dns.http_addr.unwrap().to_string();
         config.metadata.cluster_id = CLUSTER_ID.into();
         let logs = start_logs().await;
         if let Ok(l) = &logs {
@@ -342,6 +366,7 @@ impl TestCluster {
             real,
             iam,
             marathon,
+            dns,
             gw,
             ca,
             key_pem,

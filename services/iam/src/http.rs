@@ -193,6 +193,7 @@ pub fn router<S: IamStore>(iam: Arc<Iam<S>>) -> Router {
         .route(&format!("{API}/auth/login"), post(login::<S>))
         .route(&format!("{API}/auth/logout"), post(logout::<S>))
         .route(&format!("{API}/auth/jwks"), get(jwks::<S>))
+        .route(&format!("{API}/auth/providers"), get(providers))
         .route(&format!("{API}/users"), get(users_list::<S>))
         .route(
             &format!("{API}/users/{{uid}}"),
@@ -687,6 +688,28 @@ async fn logout<S: IamStore>(
 
 async fn jwks<S: IamStore>(State(iam): St<S>) -> Json<Value> {
     Json(iam.signer.jwks())
+}
+
+/// DC/OS IAM's login providers (public, like the login itself): user accounts log in
+/// with a password, service accounts with a login token signed by their private key,
+/// both by POSTing to `/acs/api/v1/auth/login`. The DC/OS CLI reads this for
+/// `dcos auth list-providers` and `dcos auth login --provider=<id>`.
+async fn providers() -> Json<Value> {
+    let login = format!("{API}/auth/login");
+    Json(json!({
+        "dcos-users": {
+            "authentication-type": "dcos-uid-password",
+            "client-method": "dcos-usercredential-post-receive-authtoken",
+            "config": {"start_flow_url": login},
+            "description": "Default DC/OS login provider",
+        },
+        "dcos-services": {
+            "authentication-type": "dcos-uid-servicekey",
+            "client-method": "dcos-servicecredential-post-receive-authtoken",
+            "config": {"start_flow_url": login},
+            "description": "Default DC/OS login provider",
+        },
+    }))
 }
 
 // --- users --------------------------------------------------------------------------

@@ -26,7 +26,9 @@
 //! ## HTTP API (default `127.0.0.1:8101`)
 //!
 //! `POST /acs/api/v1/auth/login`, `POST /acs/api/v1/auth/logout` (revokes the token until
-//! it expires), `GET /acs/api/v1/auth/jwks`; `users[/{uid}[/groups|/permissions]]`,
+//! it expires), `GET /acs/api/v1/auth/jwks`,
+//! `GET /acs/api/v1/auth/providers` (password and service-key logins, for the DC/OS CLI);
+//! `users[/{uid}[/groups|/permissions]]`,
 //! `groups[/{gid}[/users[/{uid}]|/permissions]]`, `acls[/{rid}[/permissions|/users/{uid}[/{action}]|/groups/{gid}[/{action}]]]`
 //! in DC/OS IAM shapes (lists as `{"array": [...]}`), `GET /acs/api/v1/audit`
 //! (superusers), `GET /metrics`. Everything except `auth/*` needs a token; management

@@ -26,6 +26,33 @@ macro_rules! env_or_skip {
     };
 }
 
+/// DC/OS's `GET /acs/api/v1/auth/providers`, public: the DC/OS CLI's
+/// `dcos auth list-providers` / `auth login --provider`.
+#[tokio::test]
+async fn providers_lists_the_password_and_service_key_logins_without_a_token() {
+    let env = env_or_skip!(admin_config());
+    let r = env
+        .client
+        .get(env.url("/acs/api/v1/auth/providers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["dcos-users"]["authentication-type"], "dcos-uid-password");
+    assert_eq!(
+        p["dcos-users"]["client-method"],
+        "dcos-usercredential-post-receive-authtoken"
+    );
+    assert_eq!(
+        p["dcos-services"]["authentication-type"],
+        "dcos-uid-servicekey"
+    );
+    for id in ["dcos-users", "dcos-services"] {
+        assert_eq!(p[id]["config"]["start_flow_url"], "/acs/api/v1/auth/login");
+    }
+}
+
 #[tokio::test]
 async fn login_returns_a_token_the_jwks_verifies_and_cookies() {
     let env = env_or_skip!(admin_config());
