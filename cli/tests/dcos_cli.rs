@@ -273,7 +273,8 @@ async fn the_real_dcos_cli_works_against_the_gateway() {
 
     // Without a login: the URL and CA configured by hand, no token. The Mesos client
     // sees the gateway's 401 + `WWW-Authenticate: oauthjwt` and says to log in;
-    // `dcos auth login` then gets a token and the same command works.
+    // `dcos auth login` (through the `dcos-users` provider) then gets a token and the
+    // same command works.
     let anon = Dcos {
         bin: dcos.bin.clone(),
         dir: tempfile::tempdir().unwrap(),
@@ -312,6 +313,7 @@ async fn the_real_dcos_cli_works_against_the_gateway() {
             &[
                 "auth",
                 "login",
+                "--provider=dcos-users",
                 &format!("--username={ADMIN}"),
                 "--password-env=DCOS_TEST_PW",
             ],
