@@ -1089,8 +1089,7 @@ impl Core {
         let mut to_kill: Vec<Instance> = Vec::new();
         let apps = self.specs().await?;
         // Nothing below changes an instance before every deployment has been looked at:
-        // one snapshot, grouped by app once (a group deployment of 1,000 apps is 1,000
-        // deployments, so a per-deployment scan would be quadratic).
+        // one snapshot, grouped by app once (not once per deployment and step).
         let instances = self.repo().instances().await?;
         let mut by_app: HashMap<&str, Vec<&Instance>> = HashMap::new();
         for i in &instances {
@@ -1129,7 +1128,8 @@ impl Core {
                     json!({"plan": plan_json(current), "currentStep": step_json(Some(step))}),
                 );
             }
-            if step_index == current.step_index {
+            // Unchanged and not finished (a plan without steps is finished at once).
+            if step_index == current.step_index && step_index < current.steps.len() {
                 continue;
             }
             let d = Deployment {

@@ -444,13 +444,13 @@ async fn handle_offers(
                         break;
                     }
                 };
+                if healing && !core.take_reschedule_token() {
+                    break;
+                }
                 if placed_here == 0 {
                     core.offer_stats(|s| s.app(app_id).used(&agent_id, &stamp));
                 }
                 placed_here += 1;
-                if healing && !core.take_reschedule_token() {
-                    break;
-                }
                 *used.entry("cpus").or_default() += app.cpus;
                 *used.entry("mem").or_default() += app.mem;
                 *used.entry("disk").or_default() += app.disk;
