@@ -406,6 +406,29 @@ impl Cluster {
         }
     }
 
+    /// Waits until every master's node health report (`/system/health/v1`, guest port
+    /// 1050) shows each of `units` healthy; returns the first master's report.
+    pub fn wait_master_units_healthy(
+        &self,
+        units: &[&str],
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        let what = format!("{} healthy on every master", units.join(", "));
+        let ports: Vec<u16> = self.masters().filter_map(|m| m.port(1050)).collect();
+        let report = wait_until(&what, timeout, Duration::from_millis(500), || {
+            let reports: Vec<serde_json::Value> = ports
+                .iter()
+                .map(|p| get_json(*p, "/system/health/v1"))
+                .collect::<Option<_>>()?;
+            reports
+                .iter()
+                .all(|r| units.iter().all(|u| unit_health(r, u) == Some(0)))
+                .then(|| reports.into_iter().next())
+                .flatten()
+        })?;
+        Ok(report)
+    }
+
     /// Every node's console tail, for failure messages.
     pub fn consoles(&self, lines: usize) -> String {
         self.nodes
@@ -427,6 +450,22 @@ impl Cluster {
     pub fn genconf_dir(&self) -> PathBuf {
         self.spec.genconf_dir()
     }
+}
+
+/// The master units a user needs before the cluster is usable (the gateway's login and
+/// routes included): what `basalt-qemu up` and the cluster test wait for.
+pub const MASTER_UNITS: &[&str] = &[
+    "basalt-etcd.service",
+    "basalt-master.service",
+    "basalt-marathon.service",
+    "basalt-iam.service",
+    "basalt-gateway.service",
+    "basalt-logs.service",
+];
+
+/// The `health` of unit `id` in a node health report (0 = healthy).
+pub fn unit_health(report: &serde_json::Value, id: &str) -> Option<i64> {
+    report["units"].as_array()?.iter().find(|u| u["id"] == id)?["health"].as_i64()
 }
 
 fn master_state_of(nodes: &[ClusterNode]) -> Option<serde_json::Value> {

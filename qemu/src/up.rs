@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use basalt_qemu::cluster::{Cluster, ClusterSpec, SUPERUSER};
+use basalt_qemu::cluster::{Cluster, ClusterSpec, MASTER_UNITS, SUPERUSER};
 use nix::sys::signal::{SigSet, Signal};
 
 const PID_FILE: &str = "up.pid";
@@ -71,6 +71,11 @@ pub fn foreground(spec: ClusterSpec, timeout: Duration) -> anyhow::Result<()> {
         Ok(t) => t,
         Err(e) => bail!("{e}\n{}", cluster.consoles(40)),
     };
+    // Up means usable: the gateway and IAM answer too (they may start after the agents
+    // registered).
+    if let Err(e) = cluster.wait_master_units_healthy(MASTER_UNITS, timeout) {
+        bail!("{e}\n{}", cluster.consoles(40));
+    }
     let table = reach_table(&cluster, registered);
     std::fs::write(work.join(INFO_FILE), &table)?;
     println!("{table}\nStop with Ctrl-C (or `basalt-qemu down` for a detached cluster).");

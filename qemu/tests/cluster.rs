@@ -28,7 +28,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use basalt_nodeimg::{BuildOptions, Role, required_tools};
-use basalt_qemu::cluster::{Cluster, ClusterNode, ClusterSpec, default_images_dir, stage_basaltd};
+use basalt_qemu::cluster::{
+    Cluster, ClusterNode, ClusterSpec, MASTER_UNITS, default_images_dir, stage_basaltd,
+};
 use basalt_qemu::http::{get_json, request};
 use basalt_qemu::{QEMU, have_program, target_dir, wait_until, workspace_dir};
 
@@ -56,10 +58,6 @@ fn skip_reason() -> Option<String> {
             missing.join(", ")
         )
     })
-}
-
-fn unit_health(report: &serde_json::Value, id: &str) -> Option<i64> {
-    report["units"].as_array()?.iter().find(|u| u["id"] == id)?["health"].as_i64()
 }
 
 #[test]
@@ -132,24 +130,9 @@ fn one_master_two_agents_cluster_runs_apps_and_an_ipvs_vip() {
 
     // etcd and the master's components are healthy
     let master = cluster.masters().next().unwrap();
-    let health_port = master.port(1050).unwrap();
-    let health = wait_until(
-        "etcd, master, marathon, iam and gateway healthy on m1",
-        Duration::from_secs(180),
-        Duration::from_millis(500),
-        || {
-            let r = get_json(health_port, "/system/health/v1")?;
-            [
-                "basalt-etcd.service",
-                "basalt-master.service",
-                "basalt-marathon.service",
-            ]
-            .iter()
-            .all(|u| unit_health(&r, u) == Some(0))
-            .then_some(r)
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(80)));
+    let health = cluster
+        .wait_master_units_healthy(MASTER_UNITS, Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.consoles(80)));
     println!("master units: {}", health["units"]);
 
     // a Marathon app runs on the agent
@@ -252,6 +235,36 @@ fn one_master_two_agents_cluster_runs_apps_and_an_ipvs_vip() {
         "{slaves}"
     );
     println!("gateway: login as {uid}, 401 without a token, Marathon and Mesos with it");
+
+    // The node's journal through the gateway (dcos-log API on the master, and on an agent
+    // through its gateway on :61001).
+    let agent_id = slaves["slaves"][0]["id"].as_str().unwrap().to_owned();
+    for path in [
+        "/system/v1/logs/v1/range/?limit=3&filter=_SYSTEMD_UNIT:basalt-master.service".to_owned(),
+        format!(
+            "/system/v1/agent/{agent_id}/logs/v1/range/?limit=3&filter=_SYSTEMD_UNIT:basalt-agent.service"
+        ),
+    ] {
+        let r = client
+            .get(format!("{gw}{path}"))
+            .header("Authorization", &auth)
+            .header("Accept", "application/json")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let body = r.text().unwrap();
+        let entries: Vec<serde_json::Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(entries.len(), 3, "{path}: {body}");
+        let unit = path.rsplit(':').next().unwrap();
+        assert!(
+            entries.iter().all(|e| e["fields"]["_SYSTEMD_UNIT"] == unit),
+            "{path}: {body}"
+        );
+    }
+    println!("node logs: master's and agent's journal through /system/v1/logs");
 
     guest_exec_works(&cluster);
     let web = vip_between_two_agents(&cluster, marathon);
