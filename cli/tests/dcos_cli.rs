@@ -75,21 +75,7 @@ impl Dcos {
             .await
             .unwrap_or_else(|_| panic!("dcos {args:?} did not finish"))
             .expect("running dcos");
-        let out = Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        if std::env::var_os("BASALT_TEST_ECHO").is_some() {
-            eprintln!(
-                "$ dcos {}\n[exit {}]\n{}{}",
-                args.join(" "),
-                out.code,
-                out.stdout,
-                out.stderr
-            );
-        }
-        out
+        Out::of("dcos", args, out)
     }
 
     async fn ok(&self, args: &[&str]) -> Out {

@@ -143,22 +143,29 @@ pub async fn run_in(home: &Path, args: &[&str], stdin: Option<&str>, env: &[(&st
         .await
         .unwrap_or_else(|_| panic!("basalt {args:?} did not finish"))
         .unwrap();
-    let out = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    // BASALT_TEST_ECHO=1 (with --nocapture) shows every run, for reading the output.
-    if std::env::var_os("BASALT_TEST_ECHO").is_some() {
-        eprintln!(
-            "$ basalt {}\n[exit {}]\n{}{}",
-            args.join(" "),
-            out.code,
-            out.stdout,
-            out.stderr
-        );
+    Out::of("basalt", args, out)
+}
+
+impl Out {
+    /// The outcome of `program args`; with BASALT_TEST_ECHO=1 (and --nocapture) every run
+    /// is shown, for reading the output.
+    pub fn of(program: &str, args: &[&str], out: std::process::Output) -> Out {
+        let out = Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if std::env::var_os("BASALT_TEST_ECHO").is_some() {
+            eprintln!(
+                "$ {program} {}\n[exit {}]\n{}{}",
+                args.join(" "),
+                out.code,
+                out.stdout,
+                out.stderr
+            );
+        }
+        out
     }
-    out
 }
 
 /// Starts `basalt args` with stdout piped (for `--follow`); killed when dropped.
