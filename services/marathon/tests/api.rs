@@ -2,10 +2,13 @@
 //! REST v2 over real HTTP with real etcd (no master: deployments that need instances
 //! stay in progress, which is what the lock/force/rollback tests need).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use basalt_marathon::server::{MarathonConfig, MarathonHandle, start};
+use basalt_marathon::server::{MarathonHandle, start};
 use basalt_store::testing::EtcdCluster;
+use common::marathon_config;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -14,10 +17,7 @@ async fn marathon(etcd: &EtcdCluster) -> MarathonHandle {
         .with_env_filter("basalt_marathon=debug")
         .with_test_writer()
         .try_init();
-    let mut cfg = MarathonConfig::new("");
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.election_ttl = Duration::from_secs(2);
-    start(cfg, etcd.store()).await.unwrap()
+    start(marathon_config(""), etcd.store()).await.unwrap()
 }
 
 async fn wait<T, F, Fut>(what: &str, mut f: F) -> T

@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use basalt_marathon::server::{MarathonConfig, MarathonHandle, start};
-use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
+use basalt_marathon::server::{MarathonHandle, start};
+use basalt_master::testing::{Cluster, EmulatedAgent};
 use basalt_mesos::{FrameworkId, TaskId, TaskState};
-use common::wait;
+use common::{agents, marathon_config, wait};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -76,22 +76,16 @@ async fn deploy_scale_restart_heal_and_events() {
         return;
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let mut agents = Vec::new();
-    for i in 0..3 {
-        let opts = AgentOptions::new(
-            &format!("agent-{i}"),
-            "cpus:4;mem:4096;disk:1000;ports:[31000-31100]",
-            cluster.addresses(),
-        )
+    let agents = agents(
+        &cluster,
+        3,
+        "cpus:4;mem:4096;disk:1000;ports:[31000-31100]",
+        true,
+    )
+    .await;
+    let m: MarathonHandle = start(marathon_config(cluster.url(leader)), cluster.etcd.store())
+        .await
         .unwrap();
-        let a = EmulatedAgent::start(opts);
-        a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
-        agents.push(a);
-    }
-    let mut cfg = MarathonConfig::new(cluster.url(leader));
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.election_ttl = Duration::from_secs(2);
-    let m: MarathonHandle = start(cfg, cluster.etcd.store()).await.unwrap();
     let api = Api {
         base: format!("http://{}", m.addr),
         http: reqwest::Client::new(),

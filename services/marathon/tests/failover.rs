@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use basalt_marathon::server::{MarathonConfig, start};
-use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
+use basalt_marathon::server::start;
+use basalt_master::testing::Cluster;
 use basalt_mesos::{FrameworkId, TaskState};
-use common::wait;
+use common::{agents, marathon_config, wait};
 use serde_json::{Value, json};
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
@@ -23,22 +23,10 @@ async fn leader_killed_mid_deployment_completes_without_duplicates() {
         return;
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let mut agents = Vec::new();
-    for i in 0..2 {
-        let mut opts = AgentOptions::new(
-            &format!("agent-{i}"),
-            "cpus:4;mem:4096;ports:[31000-31100]",
-            cluster.addresses(),
-        )
-        .unwrap();
-        opts.auto_run = false; // tasks stay staging until the test says otherwise
-        let a = EmulatedAgent::start(opts);
-        a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
-        agents.push(a);
-    }
+    // tasks stay staging until the test says otherwise
+    let agents = agents(&cluster, 2, "cpus:4;mem:4096;ports:[31000-31100]", false).await;
     let cfg = || {
-        let mut c = MarathonConfig::new(cluster.url(leader));
-        c.listen = "127.0.0.1:0".parse().unwrap();
+        let mut c = marathon_config(cluster.url(leader));
         c.election_ttl = Duration::from_secs(1);
         c
     };

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use basalt_marathon::core::RescheduleLimit;
-use basalt_marathon::server::{MarathonConfig, MarathonHandle, start};
-use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent, Faults};
+use basalt_marathon::server::{MarathonHandle, start};
+use basalt_master::testing::{Cluster, EmulatedAgent, Faults};
 use basalt_mesos::{FrameworkId, TaskState};
-use common::wait;
+use common::{agent, agents, marathon_config, wait};
 use serde_json::{Value, json};
 
 struct Api {
@@ -85,29 +85,7 @@ fn ids(tasks: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-async fn agents(cluster: &Cluster, n: usize, auto_run: bool) -> Vec<EmulatedAgent> {
-    let mut agents = Vec::new();
-    for i in 0..n {
-        let mut opts = AgentOptions::new(
-            &format!("agent-{i}"),
-            "cpus:8;mem:8192;ports:[31000-31100]",
-            cluster.addresses(),
-        )
-        .unwrap();
-        opts.auto_run = auto_run;
-        let a = EmulatedAgent::start(opts);
-        a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
-        agents.push(a);
-    }
-    agents
-}
-
-fn config(master: String) -> MarathonConfig {
-    let mut cfg = MarathonConfig::new(master);
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.election_ttl = Duration::from_secs(2);
-    cfg
-}
+const AGENT: &str = "cpus:8;mem:8192;ports:[31000-31100]";
 
 fn partition(agent: &EmulatedAgent) {
     agent.set_faults(Faults {
@@ -122,8 +100,8 @@ async fn killed_agent_instances_replaced_per_unreachable_strategy() {
         return;
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let agents = agents(&cluster, 4, true).await;
-    let m = start(config(cluster.url(leader)), cluster.etcd.store())
+    let agents = agents(&cluster, 4, AGENT, true).await;
+    let m = start(marathon_config(cluster.url(leader)), cluster.etcd.store())
         .await
         .unwrap();
     let api = Api::new(&m).await;
@@ -262,8 +240,8 @@ async fn mass_replacement_is_rate_limited() {
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
     // Only one agent at first: every instance lands on it.
-    let first = agents(&cluster, 1, true).await;
-    let mut cfg = config(cluster.url(leader));
+    let first = agents(&cluster, 1, AGENT, true).await;
+    let mut cfg = marathon_config(cluster.url(leader));
     // Two replacements, then none for an hour.
     cfg.reschedule_limit = RescheduleLimit {
         tokens: 2,
@@ -278,15 +256,7 @@ async fn mass_replacement_is_rate_limited() {
     api.settle("/many", 5).await;
     let mut spare = Vec::new();
     for i in 1..3 {
-        let opts = AgentOptions::new(
-            &format!("spare-{i}"),
-            "cpus:8;mem:8192;ports:[31000-31100]",
-            cluster.addresses(),
-        )
-        .unwrap();
-        let a = EmulatedAgent::start(opts);
-        a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
-        spare.push(a);
+        spare.push(agent(&cluster, &format!("spare-{i}"), AGENT, true).await);
     }
     // The agent running all five vanishes.
     partition(&first[0]);
@@ -324,11 +294,11 @@ async fn follows_the_new_leading_master_without_duplicates() {
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
     // Tasks stay staging until the test says otherwise.
-    let agents = agents(&cluster, 2, false).await;
+    let agents = agents(&cluster, 2, AGENT, false).await;
     // Marathon knows every master, and starts with a follower first in the list.
     let mut urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
     urls.rotate_left((leader + 1) % 3);
-    let m = start(config(urls.join(",")), cluster.etcd.store())
+    let m = start(marathon_config(urls.join(",")), cluster.etcd.store())
         .await
         .unwrap();
     let api = Api::new(&m).await;

@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use basalt_marathon::server::{MarathonConfig, start};
-use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
+use basalt_marathon::server::start;
+use basalt_master::testing::Cluster;
 use basalt_mesos::{FrameworkId, TaskState};
-use common::wait;
+use common::{agents, marathon_config, wait};
 use serde_json::{Value, json};
 
 /// Every field of `want` is in `got` with the same meaning (numbers compared as f64).
@@ -69,22 +69,16 @@ async fn pods_launch_as_task_groups_and_round_trip() {
         return;
     };
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let mut agents = Vec::new();
-    for i in 0..2 {
-        let opts = AgentOptions::new(
-            &format!("agent-{i}"),
-            "cpus:8;mem:8192;disk:10000;ports:[31000-31100]",
-            cluster.addresses(),
-        )
+    let agents = agents(
+        &cluster,
+        2,
+        "cpus:8;mem:8192;disk:10000;ports:[31000-31100]",
+        true,
+    )
+    .await;
+    let m = start(marathon_config(cluster.url(leader)), cluster.etcd.store())
+        .await
         .unwrap();
-        let a = EmulatedAgent::start(opts);
-        a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
-        agents.push(a);
-    }
-    let mut cfg = MarathonConfig::new(cluster.url(leader));
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.election_ttl = Duration::from_secs(2);
-    let m = start(cfg, cluster.etcd.store()).await.unwrap();
     wait("marathon to lead", 20, || async {
         m.is_leader().then_some(())
     })

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use basalt_marathon::server::{MarathonConfig, start};
-use basalt_master::testing::{AgentOptions, Cluster, EmulatedAgent};
-use common::wait;
+use basalt_marathon::server::start;
+use basalt_master::testing::Cluster;
+use common::{agent, marathon_config, wait};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -41,21 +41,16 @@ async fn deployment_waits_for_readiness() {
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let leader = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let opts = AgentOptions::new(
+    let _agent = agent(
+        &cluster,
         "127.0.0.1",
         &format!("cpus:4;mem:4096;ports:[{port}-{port}]"),
-        cluster.addresses(),
+        true,
     )
-    .unwrap();
-    let agent = EmulatedAgent::start(opts);
-    agent
-        .wait_registered(1, Duration::from_secs(20))
+    .await;
+    let m = start(marathon_config(cluster.url(leader)), cluster.etcd.store())
         .await
         .unwrap();
-    let mut cfg = MarathonConfig::new(cluster.url(leader));
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.election_ttl = Duration::from_secs(2);
-    let m = start(cfg, cluster.etcd.store()).await.unwrap();
     wait("marathon to lead", 20, || async {
         m.is_leader().then_some(())
     })

@@ -18,3 +18,41 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A Marathon configuration for tests: a free loopback port, a 2 s election TTL.
+pub fn marathon_config(master: impl Into<String>) -> basalt_marathon::server::MarathonConfig {
+    let mut cfg = basalt_marathon::server::MarathonConfig::new(master);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.election_ttl = Duration::from_secs(2);
+    cfg
+}
+
+/// Starts an emulated agent `name` offering `resources` and waits until it registered.
+/// `auto_run`: whether launched tasks report TASK_RUNNING by themselves.
+pub async fn agent(
+    cluster: &basalt_master::testing::Cluster,
+    name: &str,
+    resources: &str,
+    auto_run: bool,
+) -> basalt_master::testing::EmulatedAgent {
+    let mut opts =
+        basalt_master::testing::AgentOptions::new(name, resources, cluster.addresses()).unwrap();
+    opts.auto_run = auto_run;
+    let a = basalt_master::testing::EmulatedAgent::start(opts);
+    a.wait_registered(1, Duration::from_secs(20)).await.unwrap();
+    a
+}
+
+/// `n` running agents named `agent-<i>`, each offering `resources`.
+pub async fn agents(
+    cluster: &basalt_master::testing::Cluster,
+    n: usize,
+    resources: &str,
+    auto_run: bool,
+) -> Vec<basalt_master::testing::EmulatedAgent> {
+    let mut list = Vec::new();
+    for i in 0..n {
+        list.push(agent(cluster, &format!("agent-{i}"), resources, auto_run).await);
+    }
+    list
+}
