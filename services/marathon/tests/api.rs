@@ -47,19 +47,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        common::send(&self.http, &self.base, method, path, body).await
     }
     async fn get(&self, path: &str) -> (u16, Value) {
         let (s, _, b) = self.send(reqwest::Method::GET, path, None).await;

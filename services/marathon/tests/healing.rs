@@ -34,14 +34,8 @@ impl Api {
         }
     }
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let s = r.status().as_u16();
-        let t = r.text().await.unwrap();
-        (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
+        let (s, _, b) = common::send(&self.http, &self.base, method, path, body).await;
+        (s, b)
     }
     async fn post_app(&self, app: Value) {
         let (s, b) = self

@@ -56,3 +56,24 @@ pub async fn agents(
     }
     list
 }
+
+/// Sends `method path` (with a JSON `body`) to the Marathon at `base`; the status, the
+/// headers and the body as JSON (a non-JSON body as a JSON string).
+pub async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut rb = http.request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, headers, json)
+}
