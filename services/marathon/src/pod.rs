@@ -192,20 +192,8 @@ pub struct PodContainer {
     pub extra: BTreeMap<String, Json>,
 }
 
-/// `networks[]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct PodNetwork {
-    #[serde(default = "d_host_mode")]
-    pub mode: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-}
-fn d_host_mode() -> String {
-    "host".into()
-}
+/// `networks[]`: the same shape as an app's.
+pub type PodNetwork = crate::app::Network;
 
 /// `scaling`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
